@@ -1,0 +1,182 @@
+//! Pure validation of a parsed [`Config`].
+
+use std::net::SocketAddr;
+
+use crate::{BackendKind, Config};
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ValidationError {
+    /// Dotted key, e.g. `storage.clickhouse.url`.
+    pub key: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn check_addr(errors: &mut Vec<ValidationError>, key: &str, value: &str) {
+    if value.parse::<SocketAddr>().is_err() {
+        errors.push(err(
+            key,
+            format!("\"{value}\" is not an address like 127.0.0.1:8080 or [::]:8080"),
+        ));
+    }
+}
+
+fn check_url(errors: &mut Vec<ValidationError>, key: &str, value: &str, schemes: &[&str]) {
+    let ok = schemes.iter().any(|s| {
+        value
+            .strip_prefix(s)
+            .and_then(|r| r.strip_prefix("://"))
+            .is_some_and(|r| !r.is_empty())
+    });
+    if !ok {
+        errors.push(err(
+            key,
+            format!(
+                "\"{value}\" is not a URL starting with {}://",
+                schemes.join(":// or ")
+            ),
+        ));
+    }
+}
+
+impl Config {
+    /// Checks every value; returns all problems, each naming its key.
+    pub fn validate(&self) -> Result<(), Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        check_addr(
+            &mut errors,
+            "receivers.otlp.grpc_addr",
+            &self.receivers.otlp.grpc_addr,
+        );
+        check_addr(
+            &mut errors,
+            "receivers.otlp.http_addr",
+            &self.receivers.otlp.http_addr,
+        );
+        check_addr(&mut errors, "api.addr", &self.api.addr);
+        if self.receivers.otlp.max_message_bytes < 1024 {
+            errors.push(err(
+                "receivers.otlp.max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
+        match self.storage.backend {
+            BackendKind::Sqlite => {
+                if self.storage.sqlite.path.trim().is_empty() {
+                    errors.push(err("storage.sqlite.path", "must not be empty"));
+                }
+            }
+            BackendKind::Clickhouse => {
+                let ch = &self.storage.clickhouse;
+                check_url(
+                    &mut errors,
+                    "storage.clickhouse.url",
+                    &ch.url,
+                    &["http", "https"],
+                );
+                if ch.database.is_empty()
+                    || !ch
+                        .database
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    errors.push(err(
+                        "storage.clickhouse.database",
+                        format!("\"{}\" must be letters, digits and _", ch.database),
+                    ));
+                }
+            }
+            BackendKind::Postgres => {
+                check_url(
+                    &mut errors,
+                    "storage.postgres.url",
+                    &self.storage.postgres.url,
+                    &["postgres", "postgresql"],
+                );
+            }
+        }
+        if self.storage.postgres.max_connections == 0 {
+            errors.push(err(
+                "storage.postgres.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if let Some(pg) = &self.sinks.postgres {
+            check_url(
+                &mut errors,
+                "sinks.postgres.url",
+                &pg.url,
+                &["postgres", "postgresql"],
+            );
+        }
+        let p = &self.pipeline;
+        if p.batch_max_rows == 0 {
+            errors.push(err("pipeline.batch_max_rows", "must be at least 1"));
+        }
+        if p.flush_interval_ms == 0 {
+            errors.push(err("pipeline.flush_interval_ms", "must be at least 1"));
+        }
+        if p.write_timeout_ms == 0 {
+            errors.push(err("pipeline.write_timeout_ms", "must be at least 1"));
+        }
+        if self.auth.required && self.auth.admin_token.is_empty() {
+            // Allowed (keys can be created with `xray apps`), but a short token is not.
+        }
+        if !self.auth.admin_token.is_empty() && self.auth.admin_token.len() < 16 {
+            errors.push(err(
+                "auth.admin_token",
+                "must be at least 16 characters (or empty to disable admin access)",
+            ));
+        }
+        if self.log.level.trim().is_empty() {
+            errors.push(err("log.level", "must not be empty (e.g. \"info\")"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut c = Config::default();
+        c.api.addr = "localhost".into();
+        c.storage.backend = BackendKind::Clickhouse;
+        c.storage.clickhouse.url = "tcp://x".into();
+        c.pipeline.batch_max_rows = 0;
+        let errs = c.validate().unwrap_err();
+        let keys: Vec<_> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "api.addr",
+                "storage.clickhouse.url",
+                "pipeline.batch_max_rows"
+            ]
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "api.addr: \"localhost\" is not an address like 127.0.0.1:8080 or [::]:8080"
+        );
+    }
+}
