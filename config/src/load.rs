@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use crate::{Config, ValidationError};
 
 /// Environment variables with this prefix configure X-Ray.
-pub const ENV_PREFIX: &str = "XRAY_";
+pub(crate) const ENV_PREFIX: &str = "XRAY_";
 
 /// Variables under the prefix that are not configuration keys: `XRAY_CONFIG`
 /// (the file path) and `XRAY_TEST_*` (used by the test suite).
