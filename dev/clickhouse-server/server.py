@@ -471,6 +471,7 @@ class Handler(BaseHTTPRequestHandler):
             url = urlsplit(self.path)
             path = url.path
             qs = parse_qsl(url.query, keep_blank_values=True)
+            t_start = time.perf_counter()
             body = self._read_body() if read_body else b""
             if path in ("/ping", "/replicas_status") or (path == "/" and not qs and not body):
                 self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
@@ -485,11 +486,23 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in qs:
                 args[k] = v
             self._query_id = args.get("query_id") or str(uuid.uuid4())
+            t_read = time.perf_counter()
             req = self._prepare(args, body)
             t0 = time.perf_counter()
             result, stats = self.engine.run(req)
             payload = result.bytes() if result is not None else b""
-            self._reply(args, req, payload, stats, time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            self._reply(args, req, payload, stats, t1 - t0)
+            if not self.quiet:
+                self.log_message(
+                    "%s: body %d B read %.1f ms, prepare %.1f ms, engine %.1f ms, reply %.1f ms",
+                    (req.insert[0] if req.insert else req.sql)[:60].replace("\n", " "),
+                    len(body),
+                    (t_read - t_start) * 1e3,
+                    (t0 - t_read) * 1e3,
+                    (t1 - t0) * 1e3,
+                    (time.perf_counter() - t1) * 1e3,
+                )
         except CHError as err:
             self._send_error(err)
         except (ConnectionError, socket.timeout):
@@ -722,6 +735,7 @@ def serve(argv=None) -> int:
     ap.add_argument("--port", type=int, default=8123, help="0 picks a free port")
     ap.add_argument("--data-dir", help="engine data directory (default: a fresh temp dir, removed on exit)")
     ap.add_argument("--port-file", help="write the port here once the server accepts connections")
+    ap.add_argument("--pid-file", help="write this process's pid here once the server accepts connections")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     opts = ap.parse_args(argv)
 
@@ -755,11 +769,11 @@ def serve(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
-    if opts.port_file:
-        tmp_pf = opts.port_file + ".tmp"
-        with open(tmp_pf, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp_pf, opts.port_file)
+    for path, value in ((opts.pid_file, os.getpid()), (opts.port_file, port)):
+        if path:  # written atomically: readers never see a partial file
+            with open(path + ".tmp", "w") as f:
+                f.write(f"{value}\n")
+            os.replace(path + ".tmp", path)
     print(f"chdb {engine.version} listening on http://{opts.host}:{port} (data: {data_dir})", flush=True)
 
     try:
@@ -772,11 +786,12 @@ def serve(argv=None) -> int:
             pass
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-        if opts.port_file:
-            try:
-                os.unlink(opts.port_file)
-            except OSError:
-                pass
+        for path in (opts.port_file, opts.pid_file):
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
     return 0
 
 
