@@ -33,11 +33,6 @@ import lz4.block
 import lz4.frame
 from clickhouse_cityhash.cityhash import CityHash128
 
-# chdb's Python wrappers add pandas/arrow post-processing depending on the
-# format name; the extension module is used directly to get raw bytes back
-# for every format. chdb-core is pinned in requirements.txt.
-from chdb import _chdb
-
 try:  # optional: zstd-compressed native blocks (method 0x90)
     import zstandard  # type: ignore
 except ImportError:  # pragma: no cover - depends on the environment
@@ -324,6 +319,12 @@ class Engine:
     """One chdb connection; every call runs under `self.lock`."""
 
     def __init__(self, data_dir: str):
+        # Imported here (slow import) so signal handlers are in place first.
+        # chdb's Python wrappers add pandas/arrow post-processing depending on
+        # the format name; the extension module is used directly to get raw
+        # bytes back for every format. chdb-core is pinned in requirements.txt.
+        from chdb import _chdb
+
         self.conn = _chdb.connect(data_dir)
         self.lock = threading.Lock()
         self.version = self._raw("SELECT version()").bytes().decode().strip()
@@ -449,15 +450,17 @@ class Handler(BaseHTTPRequestHandler):
     # -- entry points ------------------------------------------------------
 
     def do_GET(self):
-        self._handle(read_body=False)
+        self._handle(read_body=True)  # a GET body (rare) continues the query, as with POST
 
     def do_POST(self):
         self._handle(read_body=True)
 
     def do_HEAD(self):
+        self.close_connection = True
         self._send(200, b"", extra={}, head_only=True)
 
     def do_PUT(self):
+        self.close_connection = True  # the body is not read
         self._send_error(CHError(ERR_UNSUPPORTED_METHOD, "Unsupported HTTP method PUT"), 405)
 
     do_DELETE = do_PUT
@@ -739,6 +742,19 @@ def serve(argv=None) -> int:
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     opts = ap.parse_args(argv)
 
+    # Installed first, so a stop during start-up still cleans up.
+    stopping = threading.Event()
+    httpd = None
+
+    def _stop(signum, _frame):
+        if not stopping.is_set():
+            stopping.set()
+            if httpd is not None:
+                threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
     tmp = None
     data_dir = opts.data_dir
     if not data_dir:
@@ -759,16 +775,6 @@ def serve(argv=None) -> int:
     httpd = Server((opts.host, opts.port), Handler)
     port = httpd.server_address[1]
 
-    stopping = threading.Event()
-
-    def _stop(signum, _frame):
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
     for path, value in ((opts.pid_file, os.getpid()), (opts.port_file, port)):
         if path:  # written atomically: readers never see a partial file
             with open(path + ".tmp", "w") as f:
@@ -777,7 +783,8 @@ def serve(argv=None) -> int:
     print(f"chdb {engine.version} listening on http://{opts.host}:{port} (data: {data_dir})", flush=True)
 
     try:
-        httpd.serve_forever(poll_interval=0.2)
+        if not stopping.is_set():
+            httpd.serve_forever(poll_interval=0.2)
     finally:
         httpd.server_close()
         try:
