@@ -1,5 +1,8 @@
 //! Loading from files and the environment, as the binary does.
 
+// figment::Jail closures must return figment::Error, which is large.
+#![allow(clippy::result_large_err)]
+
 use std::io::Write;
 
 use figment::Jail;
