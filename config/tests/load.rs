@@ -147,3 +147,34 @@ fn tempfile_in_target(name: &str) -> (String, std::fs::File) {
     let f = std::fs::File::create(&path).unwrap();
     (path.to_string_lossy().into_owned(), f)
 }
+
+#[test]
+fn configuration_doc_lists_every_key_with_its_env_name() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.md"
+    ))
+    .unwrap();
+    let defaults: toml::Value = toml::from_str(&Config::default().to_toml()).unwrap();
+    fn walk(prefix: &str, v: &toml::Value, doc: &str) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_table() {
+                    walk(&p, v, doc);
+                } else {
+                    let env = format!("XRAY_{}", p.to_ascii_uppercase().replace('.', "__"));
+                    assert!(
+                        doc.contains(&format!("`{env}`")),
+                        "docs/configuration.md lacks {p} ({env})"
+                    );
+                }
+            }
+        }
+    }
+    walk("", &defaults, &doc);
+}

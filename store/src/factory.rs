@@ -36,3 +36,33 @@ pub fn describe(config: &StorageConfig) -> String {
         ),
     }
 }
+
+/// Applies the migrations of the configured primary store (what
+/// `xray migrate` runs), whatever `migrate_on_start` says.
+pub async fn migrate(config: &StorageConfig) -> Result<(), StoreError> {
+    match config.backend {
+        BackendKind::Sqlite => {
+            // opening applies pending migrations
+            SqliteBackend::open(&config.sqlite.path).await?;
+            Ok(())
+        }
+        other => Err(StoreError::InvalidArgument(format!(
+            "storage.backend: \"{}\" is not available in this build",
+            other.as_str()
+        ))),
+    }
+}
+
+/// Opens the extra sinks of `[sinks]`, each receiving every batch next to the
+/// primary store.
+pub async fn open_extra_sinks(
+    config: &xray_config::SinksConfig,
+) -> Result<Vec<Arc<dyn crate::Sink>>, StoreError> {
+    let sinks: Vec<Arc<dyn crate::Sink>> = Vec::new();
+    if config.postgres.is_some() {
+        return Err(StoreError::InvalidArgument(
+            "sinks.postgres: not available in this build".into(),
+        ));
+    }
+    Ok(sinks)
+}

@@ -18,7 +18,7 @@ pub mod sqlite;
 pub mod testing;
 
 mod factory;
-pub use factory::{describe, open};
+pub use factory::{describe, migrate, open, open_extra_sinks};
 /// Error returned by [`Sink::write`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
