@@ -236,9 +236,8 @@ pub struct PipelineFunnelStep {
 
 impl From<&PipelineStepStats> for PipelineFunnelStep {
     fn from(s: &PipelineStepStats) -> Self {
-        let mean = |total: u64| {
-            (s.runs_with_counts > 0).then(|| total as f64 / s.runs_with_counts as f64)
-        };
+        let mean =
+            |total: u64| (s.runs_with_counts > 0).then(|| total as f64 / s.runs_with_counts as f64);
         PipelineFunnelStep {
             name: s.name.clone(),
             step_type: s.step_type,
@@ -334,7 +333,10 @@ mod tests {
         s.rejections.insert("b".into(), 2);
         s.rejections.insert("a".into(), 2);
         s.candidates = vec![cand("x", Decision::Rejected, Some("c"))];
-        let r: Vec<String> = merged_rejections(&s).into_iter().map(|x| x.reason).collect();
+        let r: Vec<String> = merged_rejections(&s)
+            .into_iter()
+            .map(|x| x.reason)
+            .collect();
         assert_eq!(r, ["a", "b", "c"]);
     }
 
@@ -445,7 +447,11 @@ mod tests {
         assert_eq!(f.candidates_in, None);
         assert_eq!(f.candidates_out, None);
         assert_eq!(f.drop_rate, None);
-        assert!(f.steps.iter().all(|s| s.dropped.is_none() && s.rejections.is_empty()));
+        assert!(
+            f.steps
+                .iter()
+                .all(|s| s.dropped.is_none() && s.rejections.is_empty())
+        );
         let empty = ExecutionDetail {
             execution: exec("y", 0, None),
             steps: vec![],
