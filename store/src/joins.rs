@@ -83,10 +83,21 @@ impl Traces {
     }
 }
 
-/// Picks the execution `get_execution(id)` returns among the candidates
-/// matching `id` as execution id or trace id: an execution-id match first,
-/// then the earliest start, then `(app, execution_id)`.
-pub(crate) fn pick_execution(id: &str, mut candidates: Vec<Execution>) -> Option<Execution> {
+/// The trace id `id` stands for when it is 32 hex characters (any case):
+/// lower-cased, as trace ids are stored.
+pub(crate) fn as_trace_id(id: &str) -> Option<String> {
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
+/// Picks the execution `get_execution(id)` returns among `candidates`: an
+/// execution-id match first (the earliest start, then `(app,
+/// execution_id)`), else the earliest execution of the trace `id` names.
+pub(crate) fn pick_execution(id: &str, candidates: Vec<Execution>) -> Option<Execution> {
+    let trace = as_trace_id(id);
+    let mut candidates: Vec<Execution> = candidates
+        .into_iter()
+        .filter(|e| e.execution_id == id || trace.as_deref() == Some(e.trace_id.as_str()))
+        .collect();
     candidates.sort_by(|a, b| {
         (
             a.execution_id != id,

@@ -18,7 +18,7 @@ use super::rows::{
 };
 use super::{ClickhouseBackend, store_error};
 use crate::aggregate;
-use crate::joins::{Traces, pick_execution};
+use crate::joins::{Traces, as_trace_id, pick_execution};
 use crate::{
     Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
     PipelineStepStats, PipelineSummary, Scope, Store, StoreError, TimeWindow,
@@ -286,7 +286,7 @@ impl Store for ClickhouseBackend {
             sql.bind("q", Param::Str(q.clone()));
         }
         if let Some(d) = filter.min_duration_ns {
-            outer.push_str(" AND status != 'running' AND duration_ns >= {min_duration:Int64}");
+            outer.push_str(" AND duration_ns >= {min_duration:Int64}");
             sql.bind("min_duration", Param::I64(d));
         }
         if page.after.is_some() {
@@ -332,8 +332,15 @@ impl Store for ClickhouseBackend {
         id: &str,
     ) -> Result<Option<ExecutionDetail>, StoreError> {
         // id -> (app, trace) through the lookup table (sorted by id).
-        let mut sql = Sql::new("SELECT app, trace_id FROM trace_index WHERE id = {id:String}");
-        sql.bind("id", Param::Str(id.to_string())).scope(scope);
+        let mut sql = Sql::new(
+            "SELECT app, trace_id FROM trace_index WHERE id IN ({id:String}, {trace:String})",
+        );
+        sql.bind("id", Param::Str(id.to_string()))
+            .bind(
+                "trace",
+                Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
+            )
+            .scope(scope);
         sql.push(" GROUP BY app, trace_id");
         let keys: Vec<TraceKeyRow> = sql
             .query(&self.inner.client)
@@ -344,7 +351,6 @@ impl Store for ClickhouseBackend {
         let traces = self.traces(&keys, STEP_COLUMNS).await?;
         let candidates: Vec<Execution> = traces
             .executions()
-            .filter(|e| e.execution_id == id || e.trace_id == id)
             .filter(|e| scope.app().is_none_or(|a| a == e.app))
             .cloned()
             .collect();

@@ -8,7 +8,7 @@ use xray_model::{ApiKey, App, Execution, Step};
 use super::rows::{self, API_KEY_COLUMNS, EXECUTION_COLUMNS, STEP_COLUMNS};
 use super::{PostgresBackend, store_error};
 use crate::aggregate::{self, percentile};
-use crate::joins::{Traces, pick_execution};
+use crate::joins::{Traces, as_trace_id, pick_execution};
 use crate::{
     Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
     PipelineStepStats, PipelineSummary, Scope, Store, StoreError, TimeWindow,
@@ -132,8 +132,7 @@ impl Store for PostgresBackend {
                 .push(") > 0))");
         }
         if let Some(d) = filter.min_duration_ns {
-            qb.push(" AND status <> 'running' AND duration_ns >= ")
-                .push_bind(d);
+            qb.push(" AND duration_ns >= ").push_bind(d);
         }
         if let Some(c) = &page.after {
             qb.push(" AND (start_time_ns, app, execution_id) < (")
@@ -188,7 +187,7 @@ impl Store for PostgresBackend {
         ));
         qb.push_bind(id.to_string())
             .push(" OR trace_id = ")
-            .push_bind(id.to_string())
+            .push_bind(as_trace_id(id).unwrap_or_default())
             .push(")");
         push_scope(&mut qb, scope, "app");
         let candidates = qb
