@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use xray_config::{BackendKind, StorageConfig};
 
+use crate::clickhouse::ClickhouseBackend;
+use crate::postgres::PostgresBackend;
 use crate::sqlite::SqliteBackend;
 use crate::{SharedBackend, StoreError};
 
@@ -12,10 +14,8 @@ use crate::{SharedBackend, StoreError};
 pub async fn open(config: &StorageConfig) -> Result<SharedBackend, StoreError> {
     match config.backend {
         BackendKind::Sqlite => Ok(Arc::new(SqliteBackend::open(&config.sqlite.path).await?)),
-        other => Err(StoreError::InvalidArgument(format!(
-            "storage.backend: \"{}\" is not available in this build",
-            other.as_str()
-        ))),
+        BackendKind::Clickhouse => Ok(Arc::new(ClickhouseBackend::open(&config.clickhouse).await?)),
+        BackendKind::Postgres => Ok(Arc::new(PostgresBackend::open(&config.postgres).await?)),
     }
 }
 
@@ -46,10 +46,20 @@ pub async fn migrate(config: &StorageConfig) -> Result<(), StoreError> {
             SqliteBackend::open(&config.sqlite.path).await?;
             Ok(())
         }
-        other => Err(StoreError::InvalidArgument(format!(
-            "storage.backend: \"{}\" is not available in this build",
-            other.as_str()
-        ))),
+        BackendKind::Clickhouse => {
+            let applied = ClickhouseBackend::new(&config.clickhouse)?
+                .migrate()
+                .await?;
+            tracing::info!(?applied, "clickhouse schema up to date");
+            Ok(())
+        }
+        BackendKind::Postgres => {
+            let backend = PostgresBackend::connect(&config.postgres).await?;
+            let applied = backend.migrate().await;
+            backend.close().await;
+            tracing::info!(applied = ?applied.as_ref().ok(), "postgres schema up to date");
+            applied.map(|_| ())
+        }
     }
 }
 
@@ -58,11 +68,9 @@ pub async fn migrate(config: &StorageConfig) -> Result<(), StoreError> {
 pub async fn open_extra_sinks(
     config: &xray_config::SinksConfig,
 ) -> Result<Vec<Arc<dyn crate::Sink>>, StoreError> {
-    let sinks: Vec<Arc<dyn crate::Sink>> = Vec::new();
-    if config.postgres.is_some() {
-        return Err(StoreError::InvalidArgument(
-            "sinks.postgres: not available in this build".into(),
-        ));
+    let mut sinks: Vec<Arc<dyn crate::Sink>> = Vec::new();
+    if let Some(pg) = &config.postgres {
+        sinks.push(Arc::new(PostgresBackend::open_extra_sink(pg).await?));
     }
     Ok(sinks)
 }

@@ -2,9 +2,17 @@
 //! with their contracts, and the backends that implement them.
 //!
 //! - [`sqlite`]: the embedded default, one file, no server.
+//! - [`clickhouse`]: the production store.
+//! - [`postgres`]: a primary store or an extra sink.
 //!
 //! Every backend passes the same conformance suite ([`conformance`]), so the
 //! dashboard API behaves identically whichever store is configured.
+
+mod batch;
+pub mod clickhouse;
+mod joins;
+pub mod postgres;
+mod testing_support;
 
 use std::sync::Arc;
 

@@ -49,9 +49,42 @@ pub async fn sqlite() -> TestBackend {
     TestBackend::new("sqlite", Arc::new(backend), Box::new(dir))
 }
 
-/// One fresh backend per store available to this test run.
+/// A fresh ClickHouse backend in a database of its own on the server of
+/// `XRAY_TEST_CLICKHOUSE_URL` (dropped afterwards). Panics when the variable
+/// is unset, telling to run `dev/test.sh`.
+pub async fn clickhouse() -> TestBackend {
+    let db = crate::clickhouse::testing::require().await;
+    TestBackend::new("clickhouse", Arc::new(db.backend.clone()), Box::new(db))
+}
+
+/// A fresh Postgres backend in a database of its own on the server of
+/// `XRAY_TEST_POSTGRES_URL` (dropped afterwards). Panics when the variable is
+/// unset, telling to run `dev/test.sh`.
+pub async fn postgres() -> TestBackend {
+    let db = crate::postgres::testing::require().await;
+    TestBackend::new("postgres", Arc::new(db.backend.clone()), Box::new(db))
+}
+
+/// One fresh backend per store available to this test run: SQLite always,
+/// ClickHouse when `XRAY_TEST_CLICKHOUSE_URL` is set, Postgres when
+/// `XRAY_TEST_POSTGRES_URL` is set.
 pub async fn backends() -> Vec<TestBackend> {
-    vec![sqlite().await]
+    let mut all = vec![sqlite().await];
+    if let Some(db) = crate::clickhouse::testing::isolated().await {
+        all.push(TestBackend::new(
+            "clickhouse",
+            Arc::new(db.backend.clone()),
+            Box::new(db),
+        ));
+    }
+    if let Some(db) = crate::postgres::testing::isolated().await {
+        all.push(TestBackend::new(
+            "postgres",
+            Arc::new(db.backend.clone()),
+            Box::new(db),
+        ));
+    }
+    all
 }
 
 /// An execution fixture: completed, started at `start_ns`, lasting

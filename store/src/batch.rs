@@ -1,0 +1,106 @@
+//! Batch preparation shared by the server backends.
+
+use std::collections::HashMap;
+
+use xray_model::{Execution, MappedBatch, Step};
+
+/// The rows of `batch` with each identity once, in its newest version (the
+/// later row wins on equal versions), in first-seen order.
+///
+/// Postgres needs it because one `INSERT … ON CONFLICT DO UPDATE` may not
+/// touch a row twice; ClickHouse because reads break version ties by write
+/// time, which is the same for every row of one insert.
+pub(crate) fn newest_rows(batch: &MappedBatch) -> (Vec<&Execution>, Vec<&Step>) {
+    (
+        newest(
+            &batch.executions,
+            |e| (&e.app, &e.execution_id, ""),
+            |e| e.version,
+        ),
+        newest(
+            &batch.steps,
+            |s| (&s.app, &s.trace_id, &s.span_id),
+            |s| s.version,
+        ),
+    )
+}
+
+fn newest<'a, T>(
+    rows: &'a [T],
+    key: impl for<'b> Fn(&'b T) -> (&'b String, &'b String, &'b str),
+    version: impl Fn(&T) -> u64,
+) -> Vec<&'a T> {
+    let mut slot: HashMap<(&String, &String, &str), usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<&T> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match slot.get(&key(row)) {
+            Some(&i) => {
+                if version(row) >= version(out[i]) {
+                    out[i] = row;
+                }
+            }
+            None => {
+                slot.insert(key(row), out.len());
+                out.push(row);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xray_model::{Metadata, Rejections, Status, StepType};
+
+    fn step(span: &str, version: u64, name: &str) -> Step {
+        Step {
+            app: "a".into(),
+            execution_id: String::new(),
+            trace_id: "t".into(),
+            span_id: span.into(),
+            parent_span_id: String::new(),
+            name: name.into(),
+            step_type: StepType::Custom,
+            status: Status::Completed,
+            service: String::new(),
+            start_time_ns: 0,
+            end_time_ns: None,
+            input: None,
+            output: None,
+            reasoning: None,
+            metadata: Metadata::new(),
+            candidates_in: None,
+            candidates_out: None,
+            rejections: Rejections::new(),
+            candidates: vec![],
+            model: None,
+            provider: None,
+            input_tokens: None,
+            output_tokens: None,
+            cost: None,
+            confidence: None,
+            error: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn keeps_newest_and_later_on_ties() {
+        let batch = MappedBatch {
+            executions: vec![],
+            steps: vec![
+                step("s1", 2, "new"),
+                step("s2", 1, "first"),
+                step("s1", 1, "old"),
+                step("s2", 1, "second"),
+            ],
+        };
+        let (_, steps) = newest_rows(&batch);
+        let names: Vec<_> = steps
+            .iter()
+            .map(|s| (s.span_id.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(names, [("s1", "new"), ("s2", "second")]);
+    }
+}

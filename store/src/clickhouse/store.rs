@@ -1,0 +1,625 @@
+//! [`Store`] for ClickHouse.
+//!
+//! Every value a caller passes travels as a server-side query parameter
+//! (`{name:Type}`); the SQL text is assembled only from fixed fragments.
+//! Reads never use `FINAL`: the newest version of each identity is picked
+//! with `ORDER BY version DESC, written DESC LIMIT 1 BY <identity>` inside a
+//! subquery that is already narrowed by the sort key (app, pipeline, time) or
+//! by the trace id bloom filter and the time bounds of the `trace_index`
+//! lookup table.
+
+use async_trait::async_trait;
+use clickhouse::query::Query;
+use xray_model::{ApiKey, App, Execution, Step};
+
+use super::rows::{
+    API_KEY_COLUMNS, ApiKeyRow, AppRow, EXECUTION_COLUMNS, ExecutionRow, LIGHT_STEP_COLUMNS,
+    STEP_COLUMNS, StepRow,
+};
+use super::{ClickhouseBackend, store_error};
+use crate::aggregate;
+use crate::joins::{Traces, as_trace_id, pick_execution};
+use crate::{
+    Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
+    PipelineStepStats, PipelineSummary, Scope, Store, StoreError, TimeWindow,
+};
+
+/// A query under construction: SQL fragments plus the parameters they use.
+struct Sql {
+    text: String,
+    params: Vec<(&'static str, Param)>,
+}
+
+enum Param {
+    Str(String),
+    I64(i64),
+    U32(u32),
+    Strs(Vec<String>),
+}
+
+impl Sql {
+    fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            params: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, fragment: &str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+
+    fn bind(&mut self, name: &'static str, value: Param) -> &mut Self {
+        self.params.push((name, value));
+        self
+    }
+
+    /// `AND app = {app:String}` when the scope is one app.
+    fn scope(&mut self, scope: &Scope) -> &mut Self {
+        if let Some(app) = scope.app() {
+            self.push(" AND app = {app:String}")
+                .bind("app", Param::Str(app.to_string()));
+        }
+        self
+    }
+
+    fn query(&self, client: &clickhouse::Client) -> Query {
+        let mut q = client.query_raw(&self.text);
+        for (name, value) in &self.params {
+            q = match value {
+                Param::Str(v) => q.param(name, v),
+                Param::I64(v) => q.param(name, v),
+                Param::U32(v) => q.param(name, v),
+                Param::Strs(v) => q.param(name, v),
+            };
+        }
+        q
+    }
+}
+
+/// The newest version of each execution among those matching `filter` (SQL
+/// over `executions`, with its parameters already bound in `sql`).
+fn latest_executions(columns: &str, filter: &str) -> String {
+    format!(
+        "SELECT {columns} FROM executions WHERE {filter} \
+         ORDER BY version DESC, written DESC LIMIT 1 BY app, execution_id"
+    )
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct TraceKeyRow {
+    app: String,
+    trace_id: String,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct BoundsRow {
+    lo: i64,
+    hi: i64,
+    n: u64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct PipelineRow {
+    pipeline: String,
+    executions: u64,
+    failed: u64,
+    last_seen: i64,
+    p50: Option<i64>,
+    p95: Option<i64>,
+    p99: Option<i64>,
+}
+
+fn trace_keys(executions: &[Execution]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = executions
+        .iter()
+        .map(|e| (e.app.clone(), e.trace_id.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn unzip_keys(keys: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    let mut apps: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+    apps.sort();
+    apps.dedup();
+    (apps, keys.iter().map(|k| k.1.clone()).collect())
+}
+
+fn executions_of(rows: Vec<ExecutionRow>) -> Result<Vec<Execution>, StoreError> {
+    rows.into_iter().map(ExecutionRow::into_model).collect()
+}
+
+impl ClickhouseBackend {
+    async fn fetch_executions(&self, sql: &Sql) -> Result<Vec<Execution>, StoreError> {
+        let rows: Vec<ExecutionRow> = sql
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        executions_of(rows)
+    }
+
+    /// Executions and steps of the given `(app, trace_id)` pairs, read
+    /// inside the time bounds the `trace_index` lookup gives for them.
+    async fn traces(
+        &self,
+        keys: &[(String, String)],
+        step_columns: &str,
+    ) -> Result<Traces, StoreError> {
+        if keys.is_empty() {
+            return Ok(Traces::default());
+        }
+        let (apps, traces) = unzip_keys(keys);
+        let mut bounds = Sql::new(
+            "SELECT toUnixTimestamp64Nano(min(start_min)) AS lo, \
+             toUnixTimestamp64Nano(max(start_max)) AS hi, count() AS n FROM trace_index \
+             WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)}",
+        );
+        bounds
+            .bind("traces", Param::Strs(traces.clone()))
+            .bind("apps", Param::Strs(apps.clone()));
+        let b: BoundsRow = bounds
+            .query(&self.inner.client)
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        if b.n == 0 {
+            return Ok(Traces::default());
+        }
+        let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
+             AND start_time >= fromUnixTimestamp64Nano({lo:Int64}) \
+             AND start_time <= fromUnixTimestamp64Nano({hi:Int64})";
+        let bind = |sql: &mut Sql| {
+            sql.bind("apps", Param::Strs(apps.clone()))
+                .bind("traces", Param::Strs(traces.clone()))
+                .bind("lo", Param::I64(b.lo))
+                .bind("hi", Param::I64(b.hi));
+        };
+        let mut ex = Sql::new(latest_executions(EXECUTION_COLUMNS, filter));
+        bind(&mut ex);
+        let executions = self.fetch_executions(&ex).await?;
+        let mut st = Sql::new(format!(
+            "SELECT {step_columns} FROM steps WHERE {filter} \
+             ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id"
+        ));
+        bind(&mut st);
+        let steps = self.fetch_steps(&st).await?;
+        Ok(Traces::new(executions, steps))
+    }
+
+    async fn fetch_steps(&self, sql: &Sql) -> Result<Vec<Step>, StoreError> {
+        let rows: Vec<StepRow> = sql
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        rows.into_iter().map(StepRow::into_model).collect()
+    }
+
+    async fn latest_api_key(
+        &self,
+        filter: &str,
+        sql: Sql,
+    ) -> Result<Option<ApiKeyRow>, StoreError> {
+        let mut q = Sql::new(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE {filter} \
+             ORDER BY version DESC LIMIT 1 BY id LIMIT 1"
+        ));
+        q.params = sql.params;
+        q.query(&self.inner.client)
+            .fetch_optional()
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl Store for ClickhouseBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .client
+            .query_raw("SELECT 1")
+            .execute()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn list_executions(
+        &self,
+        scope: &Scope,
+        filter: &ExecutionFilter,
+        page: &PageRequest,
+    ) -> Result<ExecutionPage, StoreError> {
+        if page.limit == 0 {
+            return Err(StoreError::InvalidArgument(
+                "limit must be at least 1".into(),
+            ));
+        }
+        // Inner filter: columns that never change between versions of one
+        // execution, so it may run before deduplication and use the sort key.
+        let mut sql = Sql::new("");
+        let mut inner = String::from("1");
+        if let Some(app) = scope.app() {
+            inner.push_str(" AND app = {app:String}");
+            sql.bind("app", Param::Str(app.to_string()));
+        }
+        if let Some(p) = &filter.pipeline {
+            inner.push_str(" AND pipeline = {pipeline:String}");
+            sql.bind("pipeline", Param::Str(p.clone()));
+        }
+        if let Some(t) = filter.from_ns {
+            inner.push_str(" AND start_time >= fromUnixTimestamp64Nano({from:Int64})");
+            sql.bind("from", Param::I64(t));
+        }
+        if let Some(t) = filter.to_ns {
+            inner.push_str(" AND start_time < fromUnixTimestamp64Nano({to:Int64})");
+            sql.bind("to", Param::I64(t));
+        }
+        if let Some(c) = &page.after {
+            inner.push_str(" AND start_time <= fromUnixTimestamp64Nano({c_start:Int64})");
+            sql.bind("c_start", Param::I64(c.start_time_ns))
+                .bind("c_app", Param::Str(c.app.clone()))
+                .bind("c_id", Param::Str(c.execution_id.clone()));
+        }
+        // Outer filter: on the newest version.
+        let mut outer = String::from("1");
+        if let Some(s) = filter.status {
+            outer.push_str(" AND status = {status:String}");
+            sql.bind("status", Param::Str(s.as_str().to_string()));
+        }
+        if let Some(e) = &filter.environment {
+            outer.push_str(" AND environment = {environment:String}");
+            sql.bind("environment", Param::Str(e.clone()));
+        }
+        if let Some(s) = &filter.service {
+            outer.push_str(" AND service = {service:String}");
+            sql.bind("service", Param::Str(s.clone()));
+        }
+        if let Some(q) = &filter.q {
+            outer.push_str(
+                " AND (position(execution_id, {q:String}) > 0 OR position(trace_id, {q:String}) > 0 \
+                 OR arrayExists(t -> position(t, {q:String}) > 0, tags))",
+            );
+            sql.bind("q", Param::Str(q.clone()));
+        }
+        if let Some(d) = filter.min_duration_ns {
+            outer.push_str(" AND duration_ns >= {min_duration:Int64}");
+            sql.bind("min_duration", Param::I64(d));
+        }
+        if page.after.is_some() {
+            outer.push_str(
+                " AND (start_time, app, execution_id) < \
+                 (fromUnixTimestamp64Nano({c_start:Int64}), {c_app:String}, {c_id:String})",
+            );
+        }
+        sql.bind("limit", Param::U32(page.limit.saturating_add(1)));
+        sql.text = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM ({}) WHERE {outer} \
+             ORDER BY start_time DESC, app DESC, execution_id DESC LIMIT {{limit:UInt32}}",
+            latest_executions(EXECUTION_COLUMNS, &inner)
+        );
+        let mut executions = self.fetch_executions(&sql).await?;
+        let more = executions.len() > page.limit as usize;
+        executions.truncate(page.limit as usize);
+        let traces = self
+            .traces(&trace_keys(&executions), LIGHT_STEP_COLUMNS)
+            .await?;
+        let next = if more {
+            executions.last().map(|e| Cursor {
+                start_time_ns: e.start_time_ns,
+                app: e.app.clone(),
+                execution_id: e.execution_id.clone(),
+            })
+        } else {
+            None
+        };
+        let items = executions
+            .into_iter()
+            .map(|e| ExecutionSummary {
+                step_count: traces.steps_of(&e).len() as u64,
+                execution: e,
+            })
+            .collect();
+        Ok(ExecutionPage { items, next })
+    }
+
+    async fn get_execution(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<ExecutionDetail>, StoreError> {
+        // id -> (app, trace) through the lookup table (sorted by id).
+        let mut sql = Sql::new(
+            "SELECT app, trace_id FROM trace_index WHERE id IN ({id:String}, {trace:String})",
+        );
+        sql.bind("id", Param::Str(id.to_string()))
+            .bind(
+                "trace",
+                Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
+            )
+            .scope(scope);
+        sql.push(" GROUP BY app, trace_id");
+        let keys: Vec<TraceKeyRow> = sql
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        let keys: Vec<(String, String)> = keys.into_iter().map(|k| (k.app, k.trace_id)).collect();
+        let traces = self.traces(&keys, STEP_COLUMNS).await?;
+        let candidates: Vec<Execution> = traces
+            .executions()
+            .filter(|e| scope.app().is_none_or(|a| a == e.app))
+            .cloned()
+            .collect();
+        Ok(
+            pick_execution(id, candidates).map(|execution| ExecutionDetail {
+                steps: traces.steps_of(&execution),
+                execution,
+            }),
+        )
+    }
+
+    async fn pipelines(
+        &self,
+        scope: &Scope,
+        window: TimeWindow,
+    ) -> Result<Vec<PipelineSummary>, StoreError> {
+        let mut sql = Sql::new("");
+        let mut inner = String::from(
+            "start_time >= fromUnixTimestamp64Nano({from:Int64}) \
+             AND start_time < fromUnixTimestamp64Nano({to:Int64})",
+        );
+        sql.bind("from", Param::I64(window.from_ns))
+            .bind("to", Param::I64(window.to_ns));
+        if let Some(app) = scope.app() {
+            inner.push_str(" AND app = {app:String}");
+            sql.bind("app", Param::Str(app.to_string()));
+        }
+        // Nearest-rank percentiles, as `aggregate::percentile` computes them.
+        let pct = |p: &str| {
+            format!(
+                "if(empty(d), NULL, arrayElement(d, toUInt64(greatest(1, ceil({p} * length(d))))))"
+            )
+        };
+        sql.text = format!(
+            "SELECT pipeline, executions, failed, last_seen, {} AS p50, {} AS p95, {} AS p99 \
+             FROM (SELECT pipeline, count() AS executions, \
+                countIf(status = 'failed') AS failed, \
+                toUnixTimestamp64Nano(max(start_time)) AS last_seen, \
+                arraySort(groupArray(duration_ns)) AS d \
+             FROM ({}) GROUP BY pipeline) ORDER BY pipeline",
+            pct("0.5"),
+            pct("0.95"),
+            pct("0.99"),
+            latest_executions(
+                "app, execution_id, pipeline, status, start_time, duration_ns, version, written",
+                &inner
+            )
+        );
+        let rows: Vec<PipelineRow> = sql
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PipelineSummary {
+                pipeline: r.pipeline,
+                executions: r.executions,
+                failed: r.failed,
+                p50_duration_ns: r.p50,
+                p95_duration_ns: r.p95,
+                p99_duration_ns: r.p99,
+                last_seen_ns: r.last_seen,
+            })
+            .collect())
+    }
+
+    async fn pipeline_funnel(
+        &self,
+        scope: &Scope,
+        pipeline: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<PipelineStepStats>, StoreError> {
+        let mut sql = Sql::new("");
+        let mut filter = String::from(
+            "pipeline = {pipeline:String} \
+             AND start_time >= fromUnixTimestamp64Nano({from:Int64}) \
+             AND start_time < fromUnixTimestamp64Nano({to:Int64})",
+        );
+        sql.bind("pipeline", Param::Str(pipeline.to_string()))
+            .bind("from", Param::I64(window.from_ns))
+            .bind("to", Param::I64(window.to_ns));
+        if let Some(app) = scope.app() {
+            filter.push_str(" AND app = {app:String}");
+            sql.bind("app", Param::Str(app.to_string()));
+        }
+        sql.text = latest_executions(EXECUTION_COLUMNS, &filter);
+        let executions: Vec<Execution> = self
+            .fetch_executions(&sql)
+            .await?
+            .into_iter()
+            .filter(|e| e.pipeline == pipeline)
+            .collect();
+        if executions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = trace_keys(&executions);
+        let (apps, traces) = unzip_keys(&keys);
+        // Time bounds of those traces, from the lookup table.
+        let mut bounds = Sql::new(
+            "SELECT toUnixTimestamp64Nano(min(start_min)) AS lo, \
+             toUnixTimestamp64Nano(max(start_max)) AS hi, count() AS n FROM trace_index \
+             WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)}",
+        );
+        bounds
+            .bind("traces", Param::Strs(traces.clone()))
+            .bind("apps", Param::Strs(apps.clone()));
+        let b: BoundsRow = bounds
+            .query(&self.inner.client)
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
+             AND start_time >= fromUnixTimestamp64Nano({lo:Int64}) \
+             AND start_time <= fromUnixTimestamp64Nano({hi:Int64})";
+        let mut ex = Sql::new(latest_executions(EXECUTION_COLUMNS, filter));
+        ex.bind("apps", Param::Strs(apps.clone()))
+            .bind("traces", Param::Strs(traces.clone()))
+            .bind("lo", Param::I64(b.lo))
+            .bind("hi", Param::I64(b.hi));
+        let trace_executions = self.fetch_executions(&ex).await?;
+        // Steps of this pipeline: those labelled with it at write time plus
+        // those written before their execution was known (pipeline '').
+        let mut st = Sql::new(format!(
+            "SELECT {LIGHT_STEP_COLUMNS} FROM steps WHERE app IN {{apps:Array(String)}} \
+             AND pipeline IN ({{pipeline:String}}, '') AND trace_id IN {{traces:Array(String)}} \
+             AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
+             AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
+             ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id"
+        ));
+        st.bind("apps", Param::Strs(apps))
+            .bind("pipeline", Param::Str(pipeline.to_string()))
+            .bind("traces", Param::Strs(traces))
+            .bind("lo", Param::I64(b.lo))
+            .bind("hi", Param::I64(b.hi));
+        let steps = self.fetch_steps(&st).await?;
+        let joined = Traces::new(trace_executions, steps);
+        Ok(aggregate::pipeline_funnel(joined.funnel_rows(&executions)))
+    }
+
+    async fn create_app(&self, app: &App) -> Result<(), StoreError> {
+        if self.get_app(&app.id).await?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "app {} already exists",
+                app.id
+            )));
+        }
+        let mut insert = self
+            .inner
+            .client
+            .insert::<AppRow>("apps")
+            .await
+            .map_err(store_error)?;
+        let row = AppRow {
+            id: app.id.clone(),
+            name: app.name.clone(),
+            created_at_ns: app.created_at_ns,
+            version: 1,
+        };
+        insert.write(&row).await.map_err(store_error)?;
+        insert.end().await.map_err(store_error)
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        let rows: Vec<AppRow> = self
+            .inner
+            .client
+            .query_raw(
+                "SELECT id, name, created_at_ns, version FROM apps \
+                 ORDER BY version DESC LIMIT 1 BY id",
+            )
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        let mut apps: Vec<App> = rows.into_iter().map(App::from).collect();
+        apps.sort_by(|a, b| (a.created_at_ns, &a.id).cmp(&(b.created_at_ns, &b.id)));
+        Ok(apps)
+    }
+
+    async fn get_app(&self, id: &str) -> Result<Option<App>, StoreError> {
+        let row: Option<AppRow> = self
+            .inner
+            .client
+            .query_raw(
+                "SELECT id, name, created_at_ns, version FROM apps WHERE id = {id:String} \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .param("id", id)
+            .fetch_optional()
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(App::from))
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut sql = Sql::new("");
+        sql.bind("id", Param::Str(key.id.clone()))
+            .bind("hash", Param::Str(key.hash.clone()));
+        if self
+            .latest_api_key("id = {id:String} OR hash = {hash:String}", sql)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict(format!(
+                "api key {} (or its hash) already exists",
+                key.id
+            )));
+        }
+        let mut insert = self
+            .inner
+            .client
+            .insert::<ApiKeyRow>("api_keys")
+            .await
+            .map_err(store_error)?;
+        insert
+            .write(&ApiKeyRow::new(key, 1))
+            .await
+            .map_err(store_error)?;
+        insert.end().await.map_err(store_error)
+    }
+
+    async fn list_api_keys(&self, app_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<ApiKeyRow> = self
+            .inner
+            .client
+            .query_raw(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE app_id = {{app_id:String}} \
+                 ORDER BY version DESC LIMIT 1 BY id"
+            ))
+            .param("app_id", app_id)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        let mut keys: Vec<ApiKey> = rows.into_iter().map(ApiKey::from).collect();
+        keys.sort_by(|a, b| (a.created_at_ns, &a.id).cmp(&(b.created_at_ns, &b.id)));
+        Ok(keys)
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let mut sql = Sql::new("");
+        sql.bind("hash", Param::Str(hash.to_string()));
+        // The newest version of the key whose hash matches.
+        let row = self.latest_api_key("hash = {hash:String}", sql).await?;
+        Ok(row.map(ApiKey::from))
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ns: i64) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("");
+        sql.bind("id", Param::Str(id.to_string()));
+        let Some(row) = self.latest_api_key("id = {id:String}", sql).await? else {
+            return Ok(false);
+        };
+        if row.revoked_at_ns.is_some() {
+            // A key revoked earlier keeps its first revocation time.
+            return Ok(true);
+        }
+        let mut key = ApiKey::from(row.clone());
+        key.revoked_at_ns = Some(at_ns);
+        let mut insert = self
+            .inner
+            .client
+            .insert::<ApiKeyRow>("api_keys")
+            .await
+            .map_err(store_error)?;
+        insert
+            .write(&ApiKeyRow::new(&key, row.version + 1))
+            .await
+            .map_err(store_error)?;
+        insert.end().await.map_err(store_error)?;
+        Ok(true)
+    }
+}
