@@ -144,7 +144,10 @@ fn step_changes(a: &StepSide, b: &StepSide) -> Vec<String> {
 }
 
 /// Compares two executions; a 400 when they belong to different pipelines.
-pub fn diff_executions(a: &ExecutionDetail, b: &ExecutionDetail) -> Result<ExecutionDiff, ApiError> {
+pub fn diff_executions(
+    a: &ExecutionDetail,
+    b: &ExecutionDetail,
+) -> Result<ExecutionDiff, ApiError> {
     if a.execution.pipeline != b.execution.pipeline {
         return Err(ApiError::BadRequest(format!(
             "cannot diff executions of different pipelines: {} is \"{}\", {} is \"{}\"",
@@ -172,7 +175,12 @@ pub fn diff_executions(a: &ExecutionDetail, b: &ExecutionDetail) -> Result<Execu
                 steps.push(StepDiff {
                     name: sa.name.clone(),
                     occurrence: *occ,
-                    change: if changed.is_empty() { "unchanged" } else { "changed" }.into(),
+                    change: if changed.is_empty() {
+                        "unchanged"
+                    } else {
+                        "changed"
+                    }
+                    .into(),
                     changed_fields: changed,
                     duration_delta_ms: delta(side_a.duration_ms, side_b.duration_ms),
                     a: Some(side_a),

@@ -136,7 +136,9 @@ mod tests {
         let e = ApiError::from(StoreError::Backend("disk I/O error at /secret/path".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.to_string(), "internal error");
-        let e = ApiError::from(StoreError::Unavailable("connection refused 10.0.0.1".into()));
+        let e = ApiError::from(StoreError::Unavailable(
+            "connection refused 10.0.0.1".into(),
+        ));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.to_string(), "store unavailable");
     }

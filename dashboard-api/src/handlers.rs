@@ -22,9 +22,7 @@ use crate::query::{
     ApiQuery, decode_cursor, encode_cursor, format_time, ns_to_ms, parse_limit, parse_time,
     parse_u64,
 };
-use crate::view::{
-    ExecutionDetailView, ExecutionListItem, StepList, execution_detail, flat_steps,
-};
+use crate::view::{ExecutionDetailView, ExecutionListItem, StepList, execution_detail, flat_steps};
 
 /// Default page size of `GET /executions`.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -118,7 +116,11 @@ pub fn list_request(p: ListParams) -> Result<(ExecutionFilter, PageRequest), Api
                 .map_err(|e| ApiError::param("status", e.to_string()))?,
         ),
     };
-    let from_ns = p.from.as_deref().map(|v| parse_time("from", v)).transpose()?;
+    let from_ns = p
+        .from
+        .as_deref()
+        .map(|v| parse_time("from", v))
+        .transpose()?;
     let to_ns = p.to.as_deref().map(|v| parse_time("to", v)).transpose()?;
     if let (Some(f), Some(t)) = (from_ns, to_ns)
         && f >= t
@@ -153,7 +155,11 @@ pub fn list_request(p: ListParams) -> Result<(ExecutionFilter, PageRequest), Api
 
 /// Resolves a window: defaults to the 24 hours before `to` (default now).
 pub fn window(p: &WindowParams, now_ns: i64) -> Result<TimeWindow, ApiError> {
-    let to_ns = p.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or(now_ns);
+    let to_ns =
+        p.to.as_deref()
+            .map(|v| parse_time("to", v))
+            .transpose()?
+            .unwrap_or(now_ns);
     let from_ns = match p.from.as_deref() {
         Some(v) => parse_time("from", v)?,
         None => to_ns.saturating_sub(DEFAULT_WINDOW_NS),
@@ -451,7 +457,11 @@ mod tests {
         assert_eq!(page.limit, 10);
         assert!(page.after.is_none());
 
-        let err = |q: &str| list_request(parse_query(q).unwrap()).unwrap_err().to_string();
+        let err = |q: &str| {
+            list_request(parse_query(q).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             err("status=done"),
             "status: unknown status \"done\" (expected running, completed, failed or skipped)"
@@ -463,8 +473,13 @@ mod tests {
         );
         assert_eq!(err("pipeline="), "pipeline: must not be empty");
         assert!(err("cursor=abc").starts_with("cursor: "));
-        let e = parse_query::<ListParams>("pipline=x").unwrap_err().to_string();
-        assert!(e.starts_with("pipline: unknown query parameter (accepted: pipeline, status"), "{e}");
+        let e = parse_query::<ListParams>("pipline=x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("pipline: unknown query parameter (accepted: pipeline, status"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -196,7 +196,7 @@ mod tests {
         let e = parse_query::<Q>("a=1&pipline=x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "pipline: unknown query parameter (accepted: a, b)"
+            "pipline: unknown query parameter (accepted: a or b)"
         );
         let e = parse_query::<Q>("a=1&a=2").unwrap_err();
         assert_eq!(e.to_string(), "a: given more than once");
@@ -213,10 +213,7 @@ mod tests {
             parse_time("from", "1970-01-01T00:00:01.000000002Z").unwrap(),
             1_000_000_002
         );
-        assert_eq!(
-            parse_time("to", "1970-01-01T01:00:00+01:00").unwrap(),
-            0
-        );
+        assert_eq!(parse_time("to", "1970-01-01T01:00:00+01:00").unwrap(), 0);
         let e = parse_time("from", "yesterday").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -270,9 +267,8 @@ mod tests {
             }
         }
         // A hand-made cursor of valid JSON without the checksum.
-        let forged = URL_SAFE_NO_PAD.encode(
-            r#"c1.{"start_time_ns":0,"app":"default","execution_id":"x"}"#,
-        );
+        let forged =
+            URL_SAFE_NO_PAD.encode(r#"c1.{"start_time_ns":0,"app":"default","execution_id":"x"}"#);
         let e = decode_cursor(&forged).unwrap_err();
         assert!(e.to_string().starts_with("cursor: "));
         assert!(decode_cursor("!!!").is_err());

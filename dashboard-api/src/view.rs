@@ -515,8 +515,14 @@ pub(crate) mod tests {
             render_json(Some("plain words")),
             Value::String("plain words".into())
         );
-        assert_eq!(render_json(Some("{broken")), Value::String("{broken".into()));
-        assert_eq!(render_json(Some("\"quoted\"")), Value::String("quoted".into()));
+        assert_eq!(
+            render_json(Some("{broken")),
+            Value::String("{broken".into())
+        );
+        assert_eq!(
+            render_json(Some("\"quoted\"")),
+            Value::String("quoted".into())
+        );
     }
 
     #[test]
@@ -539,7 +545,11 @@ pub(crate) mod tests {
         assert_eq!(names, ["orphan", "parent", "root"]);
         let parent = &v.steps[1];
         assert_eq!(parent.step.parent_id, None);
-        let kids: Vec<&str> = parent.children.iter().map(|s| s.step.name.as_str()).collect();
+        let kids: Vec<&str> = parent
+            .children
+            .iter()
+            .map(|s| s.step.name.as_str())
+            .collect();
         assert_eq!(kids, ["child-a", "child-b"]);
         assert_eq!(parent.children[0].children[0].step.name, "grandchild");
         assert_eq!(parent.children[0].children[0].step.depth, 2);
@@ -553,7 +563,14 @@ pub(crate) mod tests {
         let flat: Vec<String> = flat_steps(&d).into_iter().map(|s| s.name).collect();
         assert_eq!(
             flat,
-            ["orphan", "parent", "child-a", "grandchild", "child-b", "root"]
+            [
+                "orphan",
+                "parent",
+                "child-a",
+                "grandchild",
+                "child-b",
+                "root"
+            ]
         );
     }
 
