@@ -2,9 +2,10 @@
 //! [`ExecutionDetail`]), and the response shapes of both funnels.
 //!
 //! Per step: `candidates_in`, `candidates_out`, `dropped = in - out` and
-//! `drop_rate = (in - out) / in`, both present only when the step reported
-//! both counts (`drop_rate` also needs `in > 0`). They are signed: a step that
-//! adds candidates (query expansion) has a negative drop.
+//! `drop_rate = dropped / in`, both present only when the step reported
+//! both counts (`drop_rate` also needs `in > 0`). A step that adds
+//! candidates (query expansion, `out > in`) drops 0, the same definition the
+//! stores use for the pipeline funnel's `mean_drop_rate`.
 //!
 //! Rejection reasons come from two sources, merged without double counting:
 //! the step's histogram (`xray.step.rejections`) is authoritative, as it
@@ -15,18 +16,13 @@
 //! without a reason counts as `unspecified`). Reasons are sorted by count,
 //! most first, ties by reason.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use utoipa::ToSchema;
-use xray_model::{Decision, Status, Step, StepType};
+use xray_model::{Status, Step, StepType, merge_rejections};
 use xray_store::{ExecutionDetail, PipelineStepStats};
 
 use crate::query::ns_to_ms;
 use crate::view::Timeline;
-
-/// Reason used for sampled rejections that carry none.
-pub const UNSPECIFIED_REASON: &str = "unspecified";
 
 /// One entry of a rejection histogram.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -44,30 +40,19 @@ pub struct ReasonCount {
 /// Merges a step's histogram with its sampled rejected candidates (see the
 /// module docs) and sorts by count descending, then reason.
 pub fn merged_rejections(step: &Step) -> Vec<ReasonCount> {
-    let mut out: Vec<ReasonCount> = step
-        .rejections
-        .iter()
-        .map(|(r, c)| ReasonCount {
-            reason: r.clone(),
-            count: *c,
-            source: "histogram".into(),
+    let mut out: Vec<ReasonCount> = merge_rejections(&step.rejections, &step.candidates)
+        .into_iter()
+        .map(|(reason, count)| ReasonCount {
+            source: if step.rejections.contains_key(&reason) {
+                "histogram"
+            } else {
+                "sampled"
+            }
+            .into(),
+            reason,
+            count,
         })
         .collect();
-    let mut sampled: BTreeMap<&str, u64> = BTreeMap::new();
-    for c in &step.candidates {
-        if c.decision != Decision::Rejected {
-            continue;
-        }
-        let reason = c.reason.as_deref().unwrap_or(UNSPECIFIED_REASON);
-        if !step.rejections.contains_key(reason) {
-            *sampled.entry(reason).or_default() += 1;
-        }
-    }
-    out.extend(sampled.into_iter().map(|(r, c)| ReasonCount {
-        reason: r.to_string(),
-        count: c,
-        source: "sampled".into(),
-    }));
     sort_reasons(&mut out);
     out
 }
@@ -76,18 +61,18 @@ fn sort_reasons(v: &mut [ReasonCount]) {
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
 }
 
-/// `in - out` when both are known.
-pub fn dropped(cin: Option<u64>, cout: Option<u64>) -> Option<i64> {
+/// `max(in - out, 0)` when both are known.
+pub fn dropped(cin: Option<u64>, cout: Option<u64>) -> Option<u64> {
     match (cin, cout) {
-        (Some(i), Some(o)) => Some(i as i64 - o as i64),
+        (Some(i), Some(o)) => Some(i.saturating_sub(o)),
         _ => None,
     }
 }
 
-/// `(in - out) / in` when both are known and `in > 0`.
+/// `max(in - out, 0) / in` when both are known and `in > 0`.
 pub fn drop_rate(cin: Option<u64>, cout: Option<u64>) -> Option<f64> {
     match (cin, cout) {
-        (Some(i), Some(o)) if i > 0 => Some((i as f64 - o as f64) / i as f64),
+        (Some(i), Some(o)) if i > 0 => Some(i.saturating_sub(o) as f64 / i as f64),
         _ => None,
     }
 }
@@ -114,10 +99,9 @@ pub struct FunnelStep {
     pub candidates_in: Option<u64>,
     /// Candidates leaving the step.
     pub candidates_out: Option<u64>,
-    /// `in - out` (negative when the step added candidates); null unless
-    /// both counts are known.
-    pub dropped: Option<i64>,
-    /// `(in - out) / in`; null unless both counts are known and `in > 0`.
+    /// `max(in - out, 0)`; null unless both counts are known.
+    pub dropped: Option<u64>,
+    /// `dropped / in`; null unless both counts are known and `in > 0`.
     pub drop_rate: Option<f64>,
     /// Rejection reasons, most frequent first.
     pub rejections: Vec<ReasonCount>,
@@ -138,9 +122,9 @@ pub struct ExecutionFunnel {
     /// Candidates leaving the execution: `candidates_out` of the last step
     /// (timeline order) that reported one.
     pub candidates_out: Option<u64>,
-    /// Overall `in - out`.
-    pub dropped: Option<i64>,
-    /// Overall `(in - out) / in`.
+    /// Overall `max(in - out, 0)`.
+    pub dropped: Option<u64>,
+    /// Overall `dropped / in`.
     pub drop_rate: Option<f64>,
     /// Every step in timeline order (depth first, siblings by start time).
     pub steps: Vec<FunnelStep>,
@@ -221,7 +205,7 @@ pub struct PipelineFunnelStep {
     pub mean_candidates_in: Option<f64>,
     /// `total_candidates_out / runs_with_counts`; null without counts.
     pub mean_candidates_out: Option<f64>,
-    /// Mean over runs with both counts and `in > 0` of `(in - out) / in`.
+    /// Mean over runs with both counts and `in > 0` of `max(in - out, 0) / in`.
     pub mean_drop_rate: Option<f64>,
     /// Median duration, milliseconds.
     pub p50_duration_ms: Option<f64>,
@@ -287,7 +271,7 @@ pub struct PipelineFunnel {
 mod tests {
     use super::*;
     use crate::view::tests::{exec, step};
-    use xray_model::CandidateDecision;
+    use xray_model::{CandidateDecision, Decision};
 
     fn cand(id: &str, d: Decision, reason: Option<&str>) -> CandidateDecision {
         CandidateDecision {
@@ -426,8 +410,8 @@ mod tests {
         assert_eq!(by("pick").candidates_in, None);
         assert_eq!(by("pick").dropped, None);
         assert_eq!(by("pick").status, Status::Failed);
-        assert_eq!(by("expand").dropped, Some(-5));
-        assert_eq!(by("expand").drop_rate, Some(-0.5));
+        assert_eq!(by("expand").dropped, Some(0), "out > in drops nothing");
+        assert_eq!(by("expand").drop_rate, Some(0.0));
 
         // Overall: first count is the retrieval's out (5000), last out is
         // expand's 15.

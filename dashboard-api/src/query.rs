@@ -196,7 +196,7 @@ mod tests {
         let e = parse_query::<Q>("a=1&pipline=x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "pipline: unknown query parameter (accepted: a, b)"
+            "pipline: unknown query parameter (accepted: a or b)"
         );
         let e = parse_query::<Q>("a=1&a=2").unwrap_err();
         assert_eq!(e.to_string(), "a: given more than once");
