@@ -110,6 +110,9 @@ saying what to change. values.schema.json checks each value on its own.
 {{- if and $c.sinks.postgres.enabled (not .Values.secrets.existingSecret) (not .Values.secrets.sinkPostgresUrl) }}
 {{- fail "config.sinks.postgres.enabled is true: set secrets.sinkPostgresUrl (or secrets.existingSecret with the key secrets.keys.sinkPostgresUrl)" }}
 {{- end }}
+{{- if and .Values.api.ingress.enabled (not .Values.api.ingress.hosts) }}
+{{- fail "api.ingress.enabled is true: list the hosts to serve in api.ingress.hosts, e.g. [{host: xray.example.com, paths: [{path: /, pathType: Prefix}]}]" }}
+{{- end }}
 {{- if and .Values.collector.autoscaling.enabled (lt (int .Values.collector.autoscaling.maxReplicas) (int .Values.collector.autoscaling.minReplicas)) }}
 {{- fail "collector.autoscaling.maxReplicas must be at least collector.autoscaling.minReplicas" }}
 {{- end }}
