@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ def values_file(scenario: str) -> str:
 
 def render(scenario: str, *extra: str, kube_version: str = "1.33.0") -> list[dict]:
     """`helm template` of one scenario; fails the test when Helm fails."""
+    return [d for d in yaml.safe_load_all(_render_text(scenario, extra, kube_version)) if d]
+
+
+@functools.lru_cache(maxsize=None)
+def _render_text(scenario: str, extra: tuple[str, ...], kube_version: str) -> str:
     r = helm(
         "template",
         "xr",
@@ -65,7 +71,7 @@ def render(scenario: str, *extra: str, kube_version: str = "1.33.0") -> list[dic
         *extra,
     )
     assert r.code == 0, f"helm template {scenario} failed:\n{r.stderr}"
-    return [d for d in yaml.safe_load_all(r.stdout) if d]
+    return r.stdout
 
 
 def find(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
