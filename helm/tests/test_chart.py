@@ -150,11 +150,37 @@ def test_collector_and_api_run_one_image_with_their_subcommand(scenario: str) ->
     assert collector["image"] == api["image"]
     assert collector["args"][:3] == ["collector", "--config", "/etc/xray/xray.toml"]
     assert api["args"][:3] == ["dashboard-api", "--config", "/etc/xray/xray.toml"]
-    assert {p["containerPort"] for p in collector["ports"]} == {4317, 4318}
+    assert {p["containerPort"] for p in collector["ports"]} == {4317, 4318, 8080}
     assert {p["containerPort"] for p in api["ports"]} == {8080}
     for c in (collector, api):
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_probes_and_service_ports_name_real_container_ports(scenario: str) -> None:
+    docs = render(scenario)
+    for w in workloads(docs):
+        pod = w["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            names = {p["name"] for p in c.get("ports", [])}
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                port = c.get(probe, {}).get("httpGet", {}).get("port")
+                if port is not None:
+                    assert port in names, f"{w['metadata']['name']} {probe} port {port}"
+    for svc in find(docs, "Service"):
+        selector = svc["spec"]["selector"]
+        pods = [
+            w for w in workloads(docs)
+            if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert pods, f"Service {svc['metadata']['name']} selects nothing"
+        names = {p["name"] for w in pods for c in w["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in names, f"Service {svc['metadata']['name']} port {port['name']}"
+    for sm in find(docs, "ServiceMonitor"):
+        svc = one(docs, "Service", sm["metadata"]["name"])
+        assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in svc["spec"]["ports"]}
 
 
 def test_default_points_at_external_clickhouse_with_a_pre_install_migration() -> None:
