@@ -311,13 +311,15 @@ def test_notes_say_where_to_send_and_query(tmp_path: Path) -> None:
     assert "http://xr-xray-collector.observability.svc:4318" in notes
     assert "x-api-key=xr_" in notes
     assert "port-forward svc/xr-xray-api 8080:8080" in notes
-    assert "/api/v1/executions" in notes
+    assert "export XRAY_API=http://127.0.0.1:8080" in notes
+    assert "$XRAY_API/api/v1/executions" in notes
     assert "get secret xr-xray -o jsonpath='{.data.admin-token}'" in notes
     assert "at http://clickhouse:8123, database xray" in notes
 
 
 def test_notes_follow_ingress_and_bundled_clickhouse(tmp_path: Path) -> None:
     notes = render_notes(tmp_path, "-f", values_file("full"), "--set", "clickhouse.bundled.enabled=true")
-    assert "https://xray.example.com/api/v1/executions" in notes
+    assert "export XRAY_API=https://xray.example.com" in notes
+    assert "port-forward" not in notes
     assert "bundled single-node ClickHouse xr-xray-clickhouse" in notes
     assert "get secret xray-secrets" in notes
