@@ -112,7 +112,7 @@ spec:
       {{- end }}
       {{- with $v.topologySpreadConstraints }}
       topologySpreadConstraints:
-        {{- include "xray.topologySpread" (dict "ctx" $ctx "component" $.component "constraints" .) | nindent 8 }}
+        {{- include "xray.topologySpread" (dict "ctx" $ctx "component" $.component "constraints" .) | trim | nindent 8 }}
       {{- end }}
 {{- end }}
 
