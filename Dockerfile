@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# X-Ray image: one static-ish binary, `xray`, on a distroless base, run as a
+# X-Ray image: the `xray` binary on a distroless base, run as a
 # non-root user. The same image runs every role; the subcommand picks one:
 #   docker run IMAGE serve            collector + dashboard API in one process
 #   docker run IMAGE collector        OTLP receivers on 4317 (gRPC) and 4318 (HTTP)
@@ -22,11 +22,12 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p xray \
-    && install -D -m 0755 target/release/xray /out/usr/local/bin/xray \
-    && install -d -m 0755 -o 65532 -g 65532 /out/var/lib/xray
+    && install -D -m 0755 target/release/xray /out/xray \
+    && install -d -m 0755 /out/data
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /out/ /
+COPY --from=build /out/xray /usr/local/bin/xray
+COPY --from=build --chown=65532:65532 /out/data /var/lib/xray
 # Data of the embedded SQLite store (`xray serve` with the default config)
 # goes to ./xray-data under the working directory.
 WORKDIR /var/lib/xray
