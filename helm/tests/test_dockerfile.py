@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tomllib
 
 from conftest import CHART, REPO_ROOT
 
@@ -55,3 +56,29 @@ def test_dockerignore_keeps_build_output_and_secrets_out_of_the_context() -> Non
     }
     for entry in (".git", "target", "**/target", "xray.toml", "xray-data", "**/.venv"):
         assert entry in ignored
+
+
+def image_env() -> dict[str, str]:
+    """The XRAY_* variables the image sets (ENV lines, with continuations)."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for name, value in re.findall(r"(XRAY_\w+)=(\S+)", line):
+                env[name] = value
+    return env
+
+
+def test_the_images_variables_are_config_keys(xray_bin: str, tmp_path) -> None:
+    env = image_env()
+    assert set(env) == {"XRAY_RECEIVERS__OTLP__GRPC_ADDR", "XRAY_RECEIVERS__OTLP__HTTP_ADDR", "XRAY_API__ADDR"}
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("XRAY_")}
+    p = subprocess.run(
+        [xray_bin, "config"], capture_output=True, text=True, check=False,
+        env={**clean, **env}, cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr
+    got = tomllib.loads(p.stdout)
+    assert got["receivers"]["otlp"]["grpc_addr"] == "0.0.0.0:4317"
+    assert got["receivers"]["otlp"]["http_addr"] == "0.0.0.0:4318"
+    assert got["api"]["addr"] == "0.0.0.0:8080"
