@@ -1,7 +1,8 @@
 {{/*
 A Deployment of one X-Ray component. Include with
 (dict "ctx" $ "component" "collector" "values" .Values.collector
-      "subcommand" "collector" "ports" LIST "replicas" BOOL).
+      "subcommand" "collector" "ports" LIST "replicas" BOOL "adminToken" BOOL).
+Only the dashboard API gets the admin token: the collector has no use for it.
 */}}
 {{- define "xray.deployment" -}}
 {{- $ctx := .ctx }}
@@ -68,7 +69,9 @@ spec:
             {{- toYaml .ports | nindent 12 }}
           env:
             {{- include "xray.secretEnv" (dict "ctx" $ctx "secret" (include "xray.secretName" $ctx)) | trim | nindent 12 }}
+            {{- if .adminToken }}
             {{- include "xray.adminTokenEnv" $ctx | nindent 12 }}
+            {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
