@@ -17,6 +17,57 @@ fn is_reserved_env(key: &str) -> bool {
     k == "config" || k.starts_with("test_")
 }
 
+/// Secret keys whose environment values are taken verbatim. Figment parses
+/// other `XRAY_` values (`12345` becomes a number, `true` a bool, `[a]` an
+/// array, `"x"` loses its quotes), which would reject or silently change a
+/// password or token that happens to look like one.
+const VERBATIM_ENV_KEYS: &[&str] = &[
+    "storage.clickhouse.password",
+    "storage.postgres.url",
+    "sinks.postgres.url",
+    "auth.admin_token",
+];
+
+/// The dotted config key of an `XRAY_` variable name (`XRAY_AUTH__ADMIN_TOKEN`
+/// → `auth.admin_token`), or `None` for other variables.
+fn env_key(name: &str) -> Option<String> {
+    let prefix = name.get(..ENV_PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(ENV_PREFIX) {
+        return None;
+    }
+    Some(
+        name[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", "."),
+    )
+}
+
+fn is_verbatim_key(dotted: &str) -> bool {
+    let k = dotted.to_ascii_lowercase().replace("__", ".");
+    VERBATIM_ENV_KEYS.contains(&k.as_str())
+}
+
+/// Sets the secret keys of [`VERBATIM_ENV_KEYS`] from the environment, as
+/// the exact text of each variable.
+fn apply_verbatim_env(config: &mut Config, vars: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in vars {
+        let Some(key) = env_key(&name) else { continue };
+        match key.as_str() {
+            "storage.clickhouse.password" => config.storage.clickhouse.password = value,
+            "storage.postgres.url" => config.storage.postgres.url = value,
+            "sinks.postgres.url" => {
+                config
+                    .sinks
+                    .postgres
+                    .get_or_insert_with(Default::default)
+                    .url = value;
+            }
+            "auth.admin_token" => config.auth.admin_token = value,
+            _ => {}
+        }
+    }
+}
+
 /// Where to load from.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -71,10 +122,17 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
         fig = fig.merge(
             Env::prefixed(ENV_PREFIX)
                 .split("__")
-                .filter(|k| !is_reserved_env(k.as_str())),
+                .filter(|k| !is_reserved_env(k.as_str()) && !is_verbatim_key(k.as_str())),
         );
     }
-    let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+    let mut config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+    if opts.use_env {
+        apply_verbatim_env(
+            &mut config,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
+    }
     config.validate().map_err(ConfigError::Invalid)?;
     Ok(config)
 }
@@ -132,4 +190,68 @@ fn describe(err: figment::Error) -> String {
         lines.push(line);
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PostgresConfig;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_taken_verbatim() {
+        let mut c = Config::default();
+        apply_verbatim_env(
+            &mut c,
+            vars(&[
+                ("XRAY_STORAGE__CLICKHOUSE__PASSWORD", "12345"),
+                ("XRAY_AUTH__ADMIN_TOKEN", "\"true\""),
+                ("XRAY_STORAGE__POSTGRES__URL", "postgres://u:[p]@h/db"),
+                ("XRAY_API__ADDR", "0.0.0.0:1"),
+                ("HOME", "/root"),
+            ]),
+        );
+        assert_eq!(c.storage.clickhouse.password, "12345");
+        assert_eq!(c.auth.admin_token, "\"true\"");
+        assert_eq!(c.storage.postgres.url, "postgres://u:[p]@h/db");
+        assert_eq!(
+            c.api.addr,
+            Config::default().api.addr,
+            "only secret keys are handled here"
+        );
+        assert_eq!(c.sinks.postgres, None);
+    }
+
+    #[test]
+    fn a_sink_url_alone_enables_the_postgres_sink() {
+        let mut c = Config::default();
+        apply_verbatim_env(
+            &mut c,
+            vars(&[("xray_sinks__postgres__url", "postgres://a@b/c")]),
+        );
+        let sink = c.sinks.postgres.expect("sink enabled");
+        assert_eq!(sink.url, "postgres://a@b/c");
+        assert_eq!(
+            sink.max_connections,
+            PostgresConfig::default().max_connections
+        );
+    }
+
+    #[test]
+    fn verbatim_keys_are_recognised_in_either_spelling() {
+        assert!(is_verbatim_key("storage.clickhouse.password"));
+        assert!(is_verbatim_key("STORAGE__CLICKHOUSE__PASSWORD"));
+        assert!(!is_verbatim_key("storage.clickhouse.user"));
+        assert_eq!(
+            env_key("XRAY_AUTH__ADMIN_TOKEN").as_deref(),
+            Some("auth.admin_token")
+        );
+        assert_eq!(env_key("OTHER"), None);
+    }
 }

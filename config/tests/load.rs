@@ -80,6 +80,25 @@ fn env_overrides_file_and_nests_with_double_underscore() {
 }
 
 #[test]
+fn secrets_from_env_keep_their_exact_text() {
+    // A Kubernetes Secret's value arrives as an XRAY_ variable: a password
+    // that looks like a number, a bool or an array must not be parsed.
+    Jail::expect_with(|jail| {
+        jail.set_env("XRAY_STORAGE__CLICKHOUSE__PASSWORD", "12345");
+        jail.set_env("XRAY_AUTH__ADMIN_TOKEN", "\"[0123456789abcdef]\"");
+        jail.set_env("XRAY_SINKS__POSTGRES__URL", "postgres://u:true@h/db");
+        let c = load(&LoadOptions::standard(None)).map_err(|e| e.to_string())?;
+        assert_eq!(c.storage.clickhouse.password, "12345");
+        assert_eq!(c.auth.admin_token, "\"[0123456789abcdef]\"");
+        assert_eq!(
+            c.sinks.postgres.expect("sink").url,
+            "postgres://u:true@h/db"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn misspelt_key_in_file_is_named() {
     let mut f = tempfile_in_target("wrongkey.toml");
     writeln!(f.1, "[api]\nadr = \"127.0.0.1:1\"").unwrap();
