@@ -952,7 +952,8 @@ fn words(rng: &mut Rng, min: u64, max: u64) -> String {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(*rng.pick(WORDS));
+        let w: &&str = rng.pick(WORDS);
+        s.push_str(w);
     }
     s
 }

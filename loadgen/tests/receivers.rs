@@ -78,7 +78,7 @@ impl Seen {
         let k = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         match fault {
             Fault::None => Ok(0),
-            Fault::Pushback(n) if k % n == 0 => Err(true),
+            Fault::Pushback(n) if k.is_multiple_of(n) => Err(true),
             Fault::Pushback(_) => Ok(0),
             Fault::RejectAll => Err(false),
             Fault::PartialOne => Ok(1),
