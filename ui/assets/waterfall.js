@@ -8,6 +8,7 @@ import { h } from './dom.js';
 import { dur } from './format.js';
 
 const ROW_H = 28;
+const HEAD_H = 30; // the sticky time axis at the top of the scroller
 const OVERSCAN = 12;
 
 /** Flattens the step tree into rows in timeline order. */
@@ -80,11 +81,13 @@ export function waterfall(steps, opts = {}) {
     })),
     h('div', { class: 'wf-axis-dur' }, 'duration'));
   const spacer = h('div', { class: 'wf-spacer' });
+  // The axis sits inside the scroller (sticky) so it shares the rows'
+  // width whatever the scrollbar takes.
   const scroller = h('div', {
     class: 'wf-scroll', tabindex: '0', role: 'tree',
     'aria-label': opts.label || 'Step timeline', 'aria-multiselectable': 'false',
-  }, spacer);
-  const el = h('div', { class: 'waterfall' }, axis, scroller);
+  }, axis, spacer);
+  const el = h('div', { class: 'waterfall' }, scroller);
 
   const rowEl = (vi) => {
     const ri = visible[vi];
@@ -135,8 +138,8 @@ export function waterfall(steps, opts = {}) {
   new ResizeObserver(schedule).observe(scroller);
 
   const ensureVisible = (vi) => {
-    const top = vi * ROW_H;
-    if (top < scroller.scrollTop) scroller.scrollTop = top;
+    const top = HEAD_H + vi * ROW_H;
+    if (top < scroller.scrollTop + HEAD_H) scroller.scrollTop = top - HEAD_H;
     else if (top + ROW_H > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = top + ROW_H - scroller.clientHeight;
   };
 
@@ -167,7 +170,7 @@ export function waterfall(steps, opts = {}) {
   });
 
   scroller.addEventListener('keydown', (e) => {
-    const page = Math.max(1, Math.floor(scroller.clientHeight / ROW_H) - 1);
+    const page = Math.max(1, Math.floor((scroller.clientHeight - HEAD_H) / ROW_H) - 1);
     const ri = visible[active];
     const r = rows[ri];
     switch (e.key) {
