@@ -10,7 +10,12 @@ export function num(n) {
 /** 12.5% from a 0..1 ratio. */
 export function pct(r, digits = 1) {
   if (r === null || r === undefined || Number.isNaN(r)) return '—';
-  return `${(r * 100).toFixed(digits)}%`;
+  let text = (r * 100).toFixed(digits);
+  // Never round a partial drop to 100% (or a tiny one to 0%).
+  for (let d = digits + 1; d <= digits + 3 && ((r < 1 && r > 0.99 && Number(text) >= 100) || (r > 0 && r < 0.01 && Number(text) === 0)); d++) {
+    text = (r * 100).toFixed(d);
+  }
+  return `${text}%`;
 }
 
 /** A duration in milliseconds, human-sized: 840 µs, 12.3 ms, 1.24 s, 2 m 05 s. */

@@ -61,7 +61,7 @@ function node(key, v, depth, openDepth) {
  * A viewer for `value` (any JSON value; strings that are not JSON are shown
  * as text). `title` labels it; nested levels below `openDepth` start closed.
  */
-export function jsonView(value, { title = '', openDepth = 2 } = {}) {
+export function jsonView(value, { title = '', copyLabel = '', openDepth = 2 } = {}) {
   const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
   const root = h('div', { class: 'json' });
   const tree = h('div', { class: 'j-tree' });
@@ -76,10 +76,10 @@ export function jsonView(value, { title = '', openDepth = 2 } = {}) {
   };
   const isTree = value !== null && typeof value === 'object';
   root.append(h('div', { class: 'json-bar' },
-    title ? h('span', { class: 'json-title' }, title) : null,
+    h('span', { class: 'json-title' }, title),
     isTree ? h('button', { type: 'button', class: 'small', onclick: () => setAll(true) }, 'Expand all') : null,
     isTree ? h('button', { type: 'button', class: 'small', onclick: () => setAll(false) }, 'Collapse all') : null,
-    copyButton(() => text, title ? `Copy ${title.toLowerCase()}` : 'Copy')));
+    copyButton(() => text, copyLabel || (title ? `Copy ${title.toLowerCase()}` : 'Copy'))));
   if (isTree) tree.append(node(null, value, 0, openDepth));
   else if (typeof value === 'string') tree.append(h('pre', { class: 'j-text' }, value));
   else tree.append(h('div', { class: 'j-row' }, scalar(value)));

@@ -75,7 +75,7 @@ export function waterfall(steps, opts = {}) {
   const axis = h('div', { class: 'wf-axis', 'aria-hidden': 'true' },
     h('div', { class: 'wf-axis-name' }, `${rows.length.toLocaleString('en-US')} step${rows.length === 1 ? '' : 's'}`),
     h('div', { class: 'wf-axis-track' }, ticks(lo, hi).map((t) => {
-      const tick = h('span', { class: 'wf-tick' }, dur(t));
+      const tick = h('span', { class: 'wf-tick' }, Math.abs(t) < 1e-9 ? '0' : dur(t));
       tick.style.left = `${((t - lo) / span) * 100}%`;
       return tick;
     })),
@@ -125,6 +125,8 @@ export function waterfall(steps, opts = {}) {
   const paint = () => {
     frame = 0;
     spacer.style.height = `${visible.length * ROW_H}px`;
+    // As tall as the rows, up to 62% of the window: short timelines leave no blank box.
+    scroller.style.height = `${Math.min(HEAD_H + visible.length * ROW_H + 2, Math.max(320, Math.round(window.innerHeight * 0.62)))}px`;
     const first = Math.max(0, Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN);
     const count = Math.ceil((scroller.clientHeight || 600) / ROW_H) + 2 * OVERSCAN;
     const last = Math.min(visible.length, first + count);

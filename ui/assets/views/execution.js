@@ -98,8 +98,8 @@ function stepPanel(st, funnelStep) {
     st.reasoning ? section('Reasoning', h('p', { class: 'reasoning' }, st.reasoning)) : null,
     rej.length ? section('Rejections', barList(rej, { label: `Rejection reasons of ${st.name}` })) : null,
     model ? section('Model', model) : null,
-    section('Input', isEmpty(st.input) ? h('p', { class: 'muted' }, 'none recorded') : jsonView(st.input, { title: 'Input' })),
-    section('Output', isEmpty(st.output) ? h('p', { class: 'muted' }, 'none recorded') : jsonView(st.output, { title: 'Output' })),
+    section('Input', isEmpty(st.input) ? h('p', { class: 'muted' }, 'none recorded') : jsonView(st.input, { copyLabel: 'Copy input' })),
+    section('Output', isEmpty(st.output) ? h('p', { class: 'muted' }, 'none recorded') : jsonView(st.output, { copyLabel: 'Copy output' })),
     meta.length ? section('Metadata', dl(meta)) : null,
     st.candidates && st.candidates.length ? section(`Sampled candidates (${num(st.candidates.length)})`, candidatesTable(st.candidates)) : null);
 }
