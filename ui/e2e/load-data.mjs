@@ -35,7 +35,11 @@ function attr(key, value) {
   if (typeof value === 'boolean') return { key, value: { boolValue: value } };
   if (Number.isInteger(value)) return { key, value: { intValue: String(value) } };
   if (typeof value === 'number') return { key, value: { doubleValue: value } };
-  if (Array.isArray(value)) return { key, value: { arrayValue: { values: value.map((v) => ({ stringValue: String(v) })) } } };
+  // Arrays of strings (xray.tags) are OTLP arrays; structured values
+  // (objects, arrays of decisions) are JSON text, as the conventions say.
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+    return { key, value: { arrayValue: { values: value.map((v) => ({ stringValue: v })) } } };
+  }
   return { key, value: { stringValue: JSON.stringify(value) } };
 }
 

@@ -35,12 +35,13 @@ fi
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 
 # --- the server ----------------------------------------------------------------
-if [ -z "${XRAY_BIN:-}" ]; then
+xray_bin="${XRAY_BIN:-}"
+if [ -z "$xray_bin" ]; then
   say "building xray"
   (cd "$root" && cargo build -q -p xray)
-  XRAY_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
+  xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
 fi
-[ -x "$XRAY_BIN" ] || { say "XRAY_BIN=$XRAY_BIN is not an executable"; exit 1; }
+[ -x "$xray_bin" ] || { say "XRAY_BIN=$xray_bin is not an executable"; exit 1; }
 
 free_port() {
   node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
@@ -85,8 +86,10 @@ flush_interval_ms = 200
 level = "warn"
 TOML
 
-say "starting $XRAY_BIN serve (api :$api_port, otlp http :$http_port, grpc :$grpc_port)"
-"$XRAY_BIN" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
+say "starting $xray_bin serve (api :$api_port, otlp http :$http_port, grpc :$grpc_port)"
+# XRAY_BIN is ours, not a config key: xray reads every XRAY_* variable as
+# configuration and rejects unknown ones.
+env -u XRAY_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
 server_pid=$!
 
 api="http://127.0.0.1:$api_port"

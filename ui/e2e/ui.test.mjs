@@ -82,6 +82,9 @@ describe('executions list', () => {
     await waitText(row.locator('td.inout'), '→');
     assert.equal((await row.locator('td.inout').textContent()).trim(), `${run.found.toLocaleString('en-US')} → 1`);
     await waitText(rows.filter({ hasText: manifest.bulk.id }).locator('td.num'), '10,000');
+    // Every row's funnel has loaded (including the 10,000-step one).
+    await page.waitForFunction(() => [...document.querySelectorAll('td.inout')].every((td) => !td.textContent.includes('…')));
+    assert.equal((await rows.filter({ hasText: manifest.bulk.id }).locator('td.inout').textContent()).trim(), '99 → 97');
     await shot('executions');
   });
 
@@ -263,6 +266,7 @@ describe('diff', () => {
     await waitText(page.locator('.diff-summary'), 'changed');
     const filterRow = page.locator('table.diff-table tbody tr').filter({ hasText: 'filter_price_rating' }).first();
     await waitText(filterRow.locator('.badge').first(), 'changed');
+    await waitText(filterRow.locator('.changed-fields'), 'candidates_in, candidates_out');
     // Counts differ between the runs: those cells are highlighted.
     const highlighted = await filterRow.locator('td.diff-changed').allTextContents();
     assert.ok(highlighted.includes(`${a.found.toLocaleString('en-US')} → ${a.after_filter}`), highlighted.join(' | '));
@@ -302,10 +306,10 @@ describe('auth and errors', () => {
     await go('/executions');
     const dialog = page.locator('dialog#key-dialog');
     await dialog.waitFor({ state: 'visible' });
-    await page.getByLabel('API key').fill('xr_wrong');
+    await page.getByRole('textbox', { name: 'API key' }).fill('xr_wrong');
     await page.getByRole('button', { name: 'Use key' }).click();
     await waitText(page.locator('#key-message'), 'rejected');
-    await page.getByLabel('API key').fill('xr_e2e_valid');
+    await page.getByRole('textbox', { name: 'API key' }).fill('xr_e2e_valid');
     await page.getByRole('button', { name: 'Use key' }).click();
     await waitText(page.locator('table.data tbody tr'), 'competitor-selection');
     assert.ok(seen.includes('Bearer xr_e2e_valid'));

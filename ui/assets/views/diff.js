@@ -99,7 +99,8 @@ function stepRows(d, onlyChanges) {
     });
     rows.push(h('tr', { class: `change-${s.change}` },
       h('th', { scope: 'row' }, expand),
-      h('td', badge(s.change, CHANGE_KIND[s.change])),
+      h('td', badge(s.change, CHANGE_KIND[s.change]),
+        s.changed_fields.length ? h('div', { class: 'changed-fields small' }, s.changed_fields.join(', ')) : null),
       h('td', { class: ch.has('status') ? 'diff-changed' : '' }, s.a ? statusBadge(s.a.status) : h('span', { class: 'muted' }, '—')),
       cell(s.a, ['candidates_in', 'candidates_out'], inOut(s.a)),
       cell(s.a, [], dur(s.a && s.a.duration_ms)),
