@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# End-to-end tests of the X-Ray web UI.
+#
+# Starts `xray serve` on free ports with a fresh SQLite store in a temp dir,
+# loads realistic data over OTLP/HTTP (load-data.mjs), drives headless
+# Chromium through every view (ui.test.mjs) and stops the server.
+#
+# Environment:
+#   XRAY_BIN          the xray binary to test (default: build it with cargo)
+#   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
+#   CHROMIUM_BIN      default /usr/bin/chromium (installed with apt-get if missing)
+#   UPDATE_DOCS=1     also write the screenshots to docs/img/ (for docs/ui.md)
+#
+# Screenshots and the server log land in <repo>/target/ui-e2e/.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+out="$root/target/ui-e2e"
+mkdir -p "$out"
+
+say() { printf 'ui-e2e: %s\n' "$*" >&2; }
+
+# --- browser ----------------------------------------------------------------
+chromium_bin="${CHROMIUM_BIN:-/usr/bin/chromium}"
+if [ ! -x "$chromium_bin" ]; then
+  say "installing Debian's chromium"
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+
+# --- test dependencies (pinned in package-lock.json) --------------------------
+(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+
+# --- the server ----------------------------------------------------------------
+xray_bin="${XRAY_BIN:-}"
+if [ -z "$xray_bin" ]; then
+  say "building xray"
+  (cd "$root" && cargo build -q -p xray)
+  xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
+fi
+[ -x "$xray_bin" ] || { say "XRAY_BIN=$xray_bin is not an executable"; exit 1; }
+
+free_port() {
+  node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
+}
+api_port="$(free_port)"; grpc_port="$(free_port)"; http_port="$(free_port)"
+while [ "$grpc_port" = "$api_port" ]; do grpc_port="$(free_port)"; done
+while [ "$http_port" = "$api_port" ] || [ "$http_port" = "$grpc_port" ]; do http_port="$(free_port)"; done
+
+tmp="$(mktemp -d -t xray-ui-e2e.XXXXXX)"
+server_pid=""
+cleanup() {
+  status=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  cp "$tmp/xray.log" "$out/xray.log" 2>/dev/null || true
+  rm -rf "$tmp"
+  if [ "$status" != 0 ]; then say "failed (server log: $out/xray.log)"; fi
+  exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+cat > "$tmp/xray.toml" <<TOML
+[receivers.otlp]
+grpc_addr = "127.0.0.1:$grpc_port"
+http_addr = "127.0.0.1:$http_port"
+
+[api]
+addr = "127.0.0.1:$api_port"
+
+[storage]
+backend = "sqlite"
+
+[storage.sqlite]
+path = "$tmp/xray.db"
+
+[pipeline]
+flush_interval_ms = 200
+
+[log]
+level = "warn"
+TOML
+
+say "starting $xray_bin serve (api :$api_port, otlp http :$http_port, grpc :$grpc_port)"
+# XRAY_BIN is ours, not a config key: xray reads every XRAY_* variable as
+# configuration and rejects unknown ones.
+env -u XRAY_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
+server_pid=$!
+
+api="http://127.0.0.1:$api_port"
+for _ in $(seq 1 300); do
+  if curl -fsS "$api/readyz" >/dev/null 2>&1; then break; fi
+  kill -0 "$server_pid" 2>/dev/null || { say "xray serve exited"; cat "$tmp/xray.log" >&2; exit 1; }
+  sleep 0.2
+done
+curl -fsS "$api/readyz" >/dev/null || { say "xray serve did not become ready"; exit 1; }
+
+# --- data -------------------------------------------------------------------------
+say "loading data over OTLP/HTTP"
+node "$here/load-data.mjs" "http://127.0.0.1:$http_port" "$api" "$tmp/manifest.json"
+
+# --- tests ------------------------------------------------------------------------
+docs_img=""
+if [ "${UPDATE_DOCS:-}" = 1 ]; then docs_img="$root/docs/img"; mkdir -p "$docs_img"; fi
+say "running the browser tests"
+XRAY_UI_URL="$api" XRAY_E2E_MANIFEST="$tmp/manifest.json" XRAY_E2E_OUT="$out" \
+  XRAY_E2E_DOCS_IMG="$docs_img" CHROMIUM_BIN="$chromium_bin" \
+  node --test --test-reporter=spec --test-concurrency=1 "$here/ui.test.mjs"
+say "screenshots in $out"
