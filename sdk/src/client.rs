@@ -718,10 +718,20 @@ impl XRayBuilder {
                         if let Some(t) = self.export_timeout {
                             b = b.with_timeout(t);
                         }
-                        let exporter = b.build()?;
+                        let built = b.build();
                         drop(_guard);
-                        runtime = Some(rt);
-                        exporter
+                        match built {
+                            Ok(exporter) => {
+                                runtime = Some(rt);
+                                exporter
+                            }
+                            Err(e) => {
+                                // Dropping a runtime inside an async context
+                                // panics; this never does.
+                                rt.shutdown_background();
+                                return Err(e.into());
+                            }
+                        }
                     }
                     Protocol::HttpProtobuf => {
                         let timeout = self.export_timeout.unwrap_or(Duration::from_secs(10));
