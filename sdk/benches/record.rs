@@ -117,18 +117,21 @@ fn bench_steps(c: &mut Criterion) {
     g.finish();
 }
 
+/// Bytes currently allocated (stats_alloc already folds reallocations into
+/// the allocated / deallocated totals).
 fn live_bytes() -> i64 {
     let s = GLOBAL.stats();
-    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
 }
 
 /// 1M steps, each timed on its own, with heap checkpoints.
 fn million_steps() {
     const TOTAL: usize = 1_000_000;
-    let queue = 256;
+    const EVERY: usize = 50_000;
+    let queue = 64;
     let xray = xray_collector_down(DeliveryMode::Snapshot, queue);
     let mut times = Vec::with_capacity(TOTAL);
-    let mut checkpoints = Vec::new();
+    let mut checkpoints = Vec::with_capacity(TOTAL / EVERY);
     let baseline = live_bytes();
     let mut done = 0;
     while done < TOTAL {
@@ -140,15 +143,16 @@ fn million_steps() {
         }
         exec.complete_empty();
         done += STEPS_PER_EXECUTION;
-        if done % 100_000 == 0 {
-            // `times` is preallocated, so it does not move the figure.
+        if done % EVERY == 0 {
+            // `times` and `checkpoints` are preallocated: they do not move
+            // the figure.
             checkpoints.push((done, live_bytes() - baseline));
         }
     }
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize];
     let st = xray.stats();
-    println!("1M steps, snapshot mode, collector down, queue {queue}:");
+    println!("1M steps, snapshot mode, 100 steps per execution, collector down, queue {queue}:");
     println!(
         "  per step: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
         pct(0.50),
@@ -156,25 +160,28 @@ fn million_steps() {
         pct(0.99),
         pct(1.0)
     );
-    println!("  live heap above baseline (steps → bytes):");
-    for (n, bytes) in &checkpoints {
-        println!("    {n:>9} → {:>10.1} KiB", *bytes as f64 / 1024.0);
-    }
-    let after_warmup = checkpoints[2].1; // 300k steps: queue long full
-    let end = checkpoints.last().map_or(0, |c| c.1);
+    let kib = |b: i64| b as f64 / 1024.0;
+    let line: Vec<String> = checkpoints
+        .iter()
+        .map(|(n, b)| format!("{}k:{:.0}", n / 1000, kib(*b)))
+        .collect();
+    println!("  live heap above baseline, KiB, by steps: {}", line.join(" "));
+    let half = checkpoints.len() / 2;
+    let max = |c: &[(usize, i64)]| c.iter().map(|x| x.1).max().unwrap_or(0);
     println!(
-        "  growth from 300k to 1M steps: {:.1} KiB",
-        (end - after_warmup) as f64 / 1024.0
+        "  max live heap: first 500k steps {:.0} KiB, last 500k steps {:.0} KiB",
+        kib(max(&checkpoints[..half])),
+        kib(max(&checkpoints[half..]))
     );
     println!(
         "  stats: executions {} steps {} dropped_spans {} failed_spans {} exported_spans {}",
-        st.executions_ended,
-        st.steps_recorded,
-        st.dropped_spans,
-        st.failed_spans,
-        st.exported_spans
+        st.executions_ended, st.steps_recorded, st.dropped_spans, st.failed_spans, st.exported_spans
     );
     xray.shutdown().ok();
+    println!(
+        "  live heap after shutdown: {:.0} KiB",
+        kib(live_bytes() - baseline)
+    );
 }
 
 criterion_group!(benches, bench_steps);
