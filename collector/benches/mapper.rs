@@ -30,9 +30,17 @@ fn s(v: &str) -> Value {
 
 fn json_blob(seed: usize) -> String {
     let items: Vec<String> = (0..12)
-        .map(|i| format!(r#"{{"id":"B0-{seed}-{i}","title":"trail running shoe {i}","price":{}.99}}"#, 50 + i))
+        .map(|i| {
+            format!(
+                r#"{{"id":"B0-{seed}-{i}","title":"trail running shoe {i}","price":{}.99}}"#,
+                50 + i
+            )
+        })
         .collect();
-    format!(r#"{{"query":"running shoes","candidates":[{}]}}"#, items.join(","))
+    format!(
+        r#"{{"query":"running shoes","candidates":[{}]}}"#,
+        items.join(",")
+    )
 }
 
 fn request() -> ExportTraceServiceRequest {
@@ -45,8 +53,14 @@ fn request() -> ExportTraceServiceRequest {
                 kv("xray.step.output", s(&json_blob(i + 1))),
                 kv("xray.step.candidates.in", Value::IntValue(5000)),
                 kv("xray.step.candidates.out", Value::IntValue(100)),
-                kv("xray.step.rejections", s(r#"{"price_above_limit":4700,"out_of_stock":200}"#)),
-                kv("xray.step.reasoning", s("kept items under the price limit that are in stock")),
+                kv(
+                    "xray.step.rejections",
+                    s(r#"{"price_above_limit":4700,"out_of_stock":200}"#),
+                ),
+                kv(
+                    "xray.step.reasoning",
+                    s("kept items under the price limit that are in stock"),
+                ),
                 kv("gen_ai.request.model", s("gpt-4o")),
                 kv("http.request.method", s("POST")),
                 kv("xray.step.metadata.region", s("eu-west-1")),

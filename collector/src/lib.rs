@@ -64,7 +64,9 @@ pub enum CollectorError {
     },
     /// Shutdown did not finish within `pipeline.shutdown_timeout_ms`; rows
     /// still queued were lost.
-    #[error("shutdown did not finish within {timeout_ms} ms; {queued_rows} queued rows were not written")]
+    #[error(
+        "shutdown did not finish within {timeout_ms} ms; {queued_rows} queued rows were not written"
+    )]
     ShutdownTimeout {
         /// The configured timeout.
         timeout_ms: u64,

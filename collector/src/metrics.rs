@@ -21,7 +21,11 @@ pub enum Transport {
 }
 
 impl Transport {
-    const ALL: [Transport; 3] = [Transport::Grpc, Transport::HttpProtobuf, Transport::HttpJson];
+    const ALL: [Transport; 3] = [
+        Transport::Grpc,
+        Transport::HttpProtobuf,
+        Transport::HttpJson,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -126,7 +130,8 @@ pub(crate) fn record_request(
 ) {
     let m = t(transport);
     m.requests.fetch_add(1, Ordering::Relaxed);
-    m.spans_received.fetch_add(accepted + rejected, Ordering::Relaxed);
+    m.spans_received
+        .fetch_add(accepted + rejected, Ordering::Relaxed);
     m.spans_accepted.fetch_add(accepted, Ordering::Relaxed);
     m.spans_rejected.fetch_add(rejected, Ordering::Relaxed);
     m.duration.observe(duration);
@@ -168,19 +173,18 @@ pub(crate) fn record_dropped(rows: u64) {
 }
 
 pub(crate) fn record_extra_written(rows: u64) {
-    METRICS.extra_rows_written.fetch_add(rows, Ordering::Relaxed);
+    METRICS
+        .extra_rows_written
+        .fetch_add(rows, Ordering::Relaxed);
 }
 
 pub(crate) fn record_extra_dropped(rows: u64) {
-    METRICS.extra_rows_dropped.fetch_add(rows, Ordering::Relaxed);
+    METRICS
+        .extra_rows_dropped
+        .fetch_add(rows, Ordering::Relaxed);
 }
 
-fn counter_family(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    value: impl Fn(&PerTransport) -> u64,
-) {
+fn counter_family(out: &mut String, name: &str, help: &str, value: impl Fn(&PerTransport) -> u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} counter");
     for tr in Transport::ALL {

@@ -233,7 +233,12 @@ impl Batcher {
                     mpsc::error::TrySendError::Closed(_) => "it stopped",
                 };
                 metrics::record_extra_dropped(rows);
-                tracing::warn!(sink = extra.name, rows, reason, "batch not sent to extra sink");
+                tracing::warn!(
+                    sink = extra.name,
+                    rows,
+                    reason,
+                    "batch not sent to extra sink"
+                );
             }
         }
         match write_with_retries(self.primary.as_ref(), &batch, self.write_timeout).await {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::{Value, json};
 use xray_collector::mapper::{IngestContext, MapOutcome, map};
-use xray_store::{Scope, Sink, Store};
+use xray_store::{Scope, Sink};
 
 const INGEST_BASE_NS: i64 = 1_800_000_000_000_000_000;
 
@@ -41,7 +41,11 @@ async fn actual(name: &str, fixture: &Value) -> Value {
         let ctx = IngestContext::new(xray_model::DEFAULT_APP, INGEST_BASE_NS);
         let out = map(request(fixture, name), &ctx);
         // Determinism: the same input gives the same rows.
-        assert_eq!(out, map(request(fixture, name), &ctx), "{name}: mapping is not deterministic");
+        assert_eq!(
+            out,
+            map(request(fixture, name), &ctx),
+            "{name}: mapping is not deterministic"
+        );
         return outcome_json(&out);
     };
     let store = xray_store::testing::sqlite().await;
@@ -83,7 +87,11 @@ async fn golden_fixtures() {
     assert!(paths.len() >= 10, "fixtures missing: {paths:?}");
     let mut failures = Vec::new();
     for path in paths {
-        let name = path.file_name().unwrap().to_string_lossy().replace(".otlp.json", "");
+        let name = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".otlp.json", "");
         let text = std::fs::read_to_string(&path).expect("read fixture");
         let fixture: Value = serde_json::from_str(&text).expect("fixture is JSON");
         let got = actual(&name, &fixture).await;
@@ -95,7 +103,8 @@ async fn golden_fixtures() {
         }
         match std::fs::read_to_string(&expected_path) {
             Ok(expected) => {
-                let expected: Value = serde_json::from_str(&expected).expect("expected file is JSON");
+                let expected: Value =
+                    serde_json::from_str(&expected).expect("expected file is JSON");
                 if expected != got {
                     let actual_path = std::env::temp_dir().join(format!("{name}.actual.json"));
                     std::fs::write(&actual_path, pretty).ok();

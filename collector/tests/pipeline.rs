@@ -98,7 +98,10 @@ async fn retries_the_primary_and_a_dead_extra_sink_does_not_block_it() {
     }
     collector.shutdown().await.unwrap();
     assert!(primary.calls.load(Ordering::SeqCst) >= 3);
-    assert!(extra.calls.load(Ordering::SeqCst) >= 1, "extra sink was tried");
+    assert!(
+        extra.calls.load(Ordering::SeqCst) >= 1,
+        "extra sink was tried"
+    );
     for t in 1..=5u8 {
         let d = common::read(&store, &format!("{t:02x}").repeat(16)).await;
         assert_eq!(d.execution.pipeline, "retried");

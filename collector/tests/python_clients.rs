@@ -46,7 +46,10 @@ async fn run(mode: &str) {
     common::assert_client_run(&d, &pipeline, &format!("python-{mode}"), true);
     assert_eq!(d.execution.environment, "test");
     assert_eq!(d.execution.tags, vec!["python", "test"]);
-    assert_eq!(d.execution.input.as_deref(), Some(r#"{"query": "running shoes"}"#));
+    assert_eq!(
+        d.execution.input.as_deref(),
+        Some(r#"{"query": "running shoes"}"#)
+    );
 }
 
 #[tokio::test]

@@ -91,7 +91,12 @@ async fn garbage_protobuf_gets_400_with_a_message_and_the_collector_keeps_servin
         status.message
     );
     // Still serving: a valid request right after is accepted and stored.
-    let body = request(vec![span(1, 1, None, vec![kv("xray.pipeline", "after-garbage")])]);
+    let body = request(vec![span(
+        1,
+        1,
+        None,
+        vec![kv("xray.pipeline", "after-garbage")],
+    )]);
     let resp = client
         .post(&url)
         .header("content-type", "application/x-protobuf")
@@ -122,7 +127,10 @@ async fn malformed_json_gets_400_in_json() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], 3);
     let m = v["message"].as_str().unwrap();
-    assert!(m.starts_with("invalid OTLP/JSON ExportTraceServiceRequest: "), "{m}");
+    assert!(
+        m.starts_with("invalid OTLP/JSON ExportTraceServiceRequest: "),
+        "{m}"
+    );
     collector.shutdown().await.unwrap();
 }
 
@@ -151,8 +159,14 @@ async fn json_with_bad_spans_gets_partial_success_and_keeps_the_good_ones() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "2");
     let m = v["partialSuccess"]["errorMessage"].as_str().unwrap();
-    assert!(m.contains("\"bad-hex\": spanId \"zz\" is not a hex string"), "{m}");
-    assert!(m.contains("\"short-id\": span_id has 4 bytes, expected 8"), "{m}");
+    assert!(
+        m.contains("\"bad-hex\": spanId \"zz\" is not a hex string"),
+        "{m}"
+    );
+    assert!(
+        m.contains("\"short-id\": span_id has 4 bytes, expected 8"),
+        "{m}"
+    );
     collector.shutdown().await.unwrap();
     let d = common::read(&store, &hex(2, 16)).await;
     assert_eq!(d.execution.pipeline, "json-pipeline");
@@ -205,7 +219,7 @@ async fn wrong_content_type_encoding_and_signals_are_refused_clearly() {
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_before_and_after_decompression() {
     let mut config = common::config();
-    config.receivers.otlp.max_message_bytes = 64 * 1024;
+    config.receivers.otlp.max_message_bytes = 256 * 1024;
     let (collector, _store) = common::start(&config).await;
     let url = format!("http://{}/v1/traces", collector.http_addr());
     let client = reqwest::Client::new();
@@ -213,14 +227,14 @@ async fn bodies_over_the_limit_get_413_before_and_after_decompression() {
     let resp = client
         .post(&url)
         .header("content-type", "application/x-protobuf")
-        .body(vec![0u8; 100 * 1024])
+        .body(vec![0u8; 300 * 1024])
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    // A gzip bomb: 1 KB compressed, 100 MB decompressed.
+    // A gzip bomb: ~100 KB compressed (under the limit), 100 MB decompressed.
     let bomb = gzip(&vec![0u8; 100 * 1024 * 1024]);
-    assert!(bomb.len() < 200 * 1024);
+    assert!(bomb.len() < 256 * 1024);
     let resp = client
         .post(&url)
         .header("content-type", "application/x-protobuf")
@@ -231,7 +245,11 @@ async fn bodies_over_the_limit_get_413_before_and_after_decompression() {
         .unwrap();
     assert_eq!(resp.status(), 413);
     let status = RpcStatus::decode(resp.bytes().await.unwrap()).unwrap();
-    assert!(status.message.contains("after gzip decompression"), "{}", status.message);
+    assert!(
+        status.message.contains("after gzip decompression"),
+        "{}",
+        status.message
+    );
     // The same limit applies to gRPC messages after decompression.
     let mut grpc = TraceServiceClient::connect(format!("http://{}", collector.grpc_addr()))
         .await
@@ -241,7 +259,7 @@ async fn bodies_over_the_limit_get_413_before_and_after_decompression() {
         4,
         4,
         None,
-        vec![kv("xray.pipeline", &"x".repeat(200 * 1024))],
+        vec![kv("xray.pipeline", &"x".repeat(600 * 1024))],
     )]);
     let err = grpc.export(big).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
@@ -266,9 +284,18 @@ async fn grpc_reports_rejected_spans_and_takes_the_api_key() {
     let resp = grpc.export(req).await.unwrap().into_inner();
     let partial = resp.partial_success.expect("partial success");
     assert_eq!(partial.rejected_spans, 1);
-    assert!(partial.error_message.contains("trace_id is empty"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("trace_id is empty"),
+        "{}",
+        partial.error_message
+    );
     let resp = grpc
-        .export(request(vec![span(5, 1, None, vec![kv("xray.pipeline", "grpc-run")])]))
+        .export(request(vec![span(
+            5,
+            1,
+            None,
+            vec![kv("xray.pipeline", "grpc-run")],
+        )]))
         .await
         .unwrap()
         .into_inner();
@@ -297,7 +324,12 @@ async fn metrics_count_spans_by_transport() {
     assert_eq!(resp.status(), 200);
     let resp = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = resp.text().await.unwrap();
     let value = |line: &str| -> u64 {
         text.lines()
@@ -310,8 +342,13 @@ async fn metrics_count_spans_by_transport() {
     assert!(value("xray_collector_spans_received_total{transport=\"http_protobuf\"}") >= 1);
     assert!(value("xray_collector_spans_accepted_total{transport=\"http_protobuf\"}") >= 1);
     value("xray_collector_spans_rejected_total{transport=\"grpc\"}");
-    assert!(value("xray_collector_request_duration_seconds_count{transport=\"http_protobuf\"}") >= 1);
-    assert_eq!(xray_collector::render_metrics().lines().next().unwrap(), "# HELP xray_collector_requests_total Export requests received.");
+    assert!(
+        value("xray_collector_request_duration_seconds_count{transport=\"http_protobuf\"}") >= 1
+    );
+    assert_eq!(
+        xray_collector::render_metrics().lines().next().unwrap(),
+        "# HELP xray_collector_requests_total Export requests received."
+    );
     collector.shutdown().await.unwrap();
 }
 
@@ -324,7 +361,10 @@ async fn bind_errors_name_the_key_and_auth_required_is_refused() {
     let err = xray_collector::Collector::start(&config, store.backend.clone(), Vec::new())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("receivers.otlp.http_addr"), "{err}");
+    assert!(
+        err.to_string().contains("receivers.otlp.http_addr"),
+        "{err}"
+    );
     let mut config = common::config();
     config.auth.required = true;
     let err = xray_collector::Collector::start(&config, store.backend.clone(), Vec::new())

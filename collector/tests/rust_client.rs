@@ -51,7 +51,10 @@ fn emit(provider: &SdkTracerProvider, pipeline: &'static str) -> String {
     trace_id
 }
 
-fn provider(exporter: opentelemetry_otlp::SpanExporter, service: &'static str) -> SdkTracerProvider {
+fn provider(
+    exporter: opentelemetry_otlp::SpanExporter,
+    service: &'static str,
+) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_simple_exporter(exporter)
         .with_resource(Resource::builder().with_service_name(service).build())

@@ -351,7 +351,10 @@ mod tests {
     fn counts_accept_numbers_and_numeric_strings_only() {
         let mut w = Warnings::default();
         assert_eq!(count("k", Value::IntValue(5), &mut w), Some(5));
-        assert_eq!(count("k", Value::StringValue(" 42 ".into()), &mut w), Some(42));
+        assert_eq!(
+            count("k", Value::StringValue(" 42 ".into()), &mut w),
+            Some(42)
+        );
         assert_eq!(count("k", Value::DoubleValue(7.0), &mut w), Some(7));
         assert!(w.0.is_empty());
         assert_eq!(count("k", Value::IntValue(-1), &mut w), None);
@@ -367,9 +370,15 @@ mod tests {
     fn numbers_reject_non_finite_and_text() {
         let mut w = Warnings::default();
         assert_eq!(number("c", Value::IntValue(2), &mut w), Some(2.0));
-        assert_eq!(number("c", Value::StringValue("0.5".into()), &mut w), Some(0.5));
+        assert_eq!(
+            number("c", Value::StringValue("0.5".into()), &mut w),
+            Some(0.5)
+        );
         assert_eq!(number("c", Value::DoubleValue(f64::NAN), &mut w), None);
-        assert_eq!(number("c", Value::StringValue("cheap".into()), &mut w), None);
+        assert_eq!(
+            number("c", Value::StringValue("cheap".into()), &mut w),
+            None
+        );
         assert_eq!(w.0.len(), 2);
     }
 

@@ -104,9 +104,8 @@ impl MapOutcome {
 pub fn map(request: ExportTraceServiceRequest, ctx: &IngestContext) -> MapOutcome {
     let mut out = MapOutcome::default();
     for rs in request.resource_spans {
-        let resource = ResourceInfo::from_attributes(
-            rs.resource.map(|r| r.attributes).unwrap_or_default(),
-        );
+        let resource =
+            ResourceInfo::from_attributes(rs.resource.map(|r| r.attributes).unwrap_or_default());
         for ss in rs.scope_spans {
             for span in ss.spans {
                 map_span(span, &resource, ctx, &mut out);
@@ -157,10 +156,7 @@ fn check_id(what: &str, bytes: &[u8], len: usize) -> Result<(), String> {
     if bytes.is_empty() {
         Err(format!("{what} is empty"))
     } else if bytes.len() != len {
-        Err(format!(
-            "{what} has {} bytes, expected {len}",
-            bytes.len()
-        ))
+        Err(format!("{what} has {} bytes, expected {len}", bytes.len()))
     } else if bytes.iter().all(|b| *b == 0) {
         Err(format!("{what} is all zeros"))
     } else {
@@ -280,7 +276,10 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
                 span.name.clone()
             }
         });
-        let step_events = events.iter().filter(|e| attrs::marks_step(&e.attributes)).count();
+        let step_events = events
+            .iter()
+            .filter(|e| attrs::marks_step(&e.attributes))
+            .count();
         let exec = build_execution(
             &mut a,
             w,
@@ -320,8 +319,7 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
     } else {
         let mut w = w;
         if let Some(v) = a.execution_id.take() {
-            carried_execution_id =
-                attrs::string(sc::EXECUTION_ID, v, &mut w).unwrap_or_default();
+            carried_execution_id = attrs::string(sc::EXECUTION_ID, v, &mut w).unwrap_or_default();
         }
         let step = build_step(
             &mut a,
@@ -350,7 +348,16 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
         if !attrs::marks_step(&event.attributes) {
             continue;
         }
-        let step = event_step(event, index, &ids, &carried_execution_id, end, res, ctx, &no_error);
+        let step = event_step(
+            event,
+            index,
+            &ids,
+            &carried_execution_id,
+            end,
+            res,
+            ctx,
+            &no_error,
+        );
         out.batch.steps.push(step);
     }
 }
@@ -527,7 +534,10 @@ fn parse_status(
     match s.parse::<Status>() {
         Ok(st) if allowed.contains(&st) => Some(st),
         Ok(st) => {
-            w.push(key, format!("\"{st}\" is not allowed here; using the span status"));
+            w.push(
+                key,
+                format!("\"{st}\" is not allowed here; using the span status"),
+            );
             None
         }
         Err(e) => {
@@ -559,7 +569,11 @@ fn step_type(a: &mut Attrs, w: &mut Warnings) -> StepType {
             Err(e) => w.push(sc::STEP_TYPE, format!("{e}; type inferred instead")),
         }
     }
-    if let Some(op) = a.gen_ai_operation.as_ref().map(|v| attrs::scalar_string(v.clone())) {
+    if let Some(op) = a
+        .gen_ai_operation
+        .as_ref()
+        .map(|v| attrs::scalar_string(v.clone()))
+    {
         return match op.trim() {
             "chat" | "text_completion" | "generate_content" | "embeddings" => StepType::Llm,
             "execute_tool" => StepType::Tool,
@@ -600,19 +614,14 @@ fn build_step(a: &mut Attrs, mut w: Warnings, b: StepBase<'_>) -> Step {
         .take()
         .map(attrs::text)
         .or_else(|| b.outcome.error_message.clone());
-    let status = parse_status(
-        sc::STEP_STATUS,
-        a.step_status.take(),
-        Status::ALL,
-        &mut w,
-    )
-    .unwrap_or(if b.end.is_none() {
-        Status::Running
-    } else if b.outcome.error || a_has(&error) {
-        Status::Failed
-    } else {
-        Status::Completed
-    });
+    let status = parse_status(sc::STEP_STATUS, a.step_status.take(), Status::ALL, &mut w)
+        .unwrap_or(if b.end.is_none() {
+            Status::Running
+        } else if b.outcome.error || a_has(&error) {
+            Status::Failed
+        } else {
+            Status::Completed
+        });
     let input = a
         .step_input
         .take()
@@ -664,19 +673,28 @@ fn build_step(a: &mut Attrs, mut w: Warnings, b: StepBase<'_>) -> Step {
         &mut w,
         [
             (sc::GEN_AI_USAGE_INPUT_TOKENS, a.gen_ai_input_tokens.take()),
-            (sc::GEN_AI_USAGE_PROMPT_TOKENS, a.gen_ai_prompt_tokens.take()),
+            (
+                sc::GEN_AI_USAGE_PROMPT_TOKENS,
+                a.gen_ai_prompt_tokens.take(),
+            ),
             (sc::LLM_TOKEN_COUNT_PROMPT, a.llm_prompt_tokens.take()),
         ],
     );
     let output_tokens = first_count(
         &mut w,
         [
-            (sc::GEN_AI_USAGE_OUTPUT_TOKENS, a.gen_ai_output_tokens.take()),
+            (
+                sc::GEN_AI_USAGE_OUTPUT_TOKENS,
+                a.gen_ai_output_tokens.take(),
+            ),
             (
                 sc::GEN_AI_USAGE_COMPLETION_TOKENS,
                 a.gen_ai_completion_tokens.take(),
             ),
-            (sc::LLM_TOKEN_COUNT_COMPLETION, a.llm_completion_tokens.take()),
+            (
+                sc::LLM_TOKEN_COUNT_COMPLETION,
+                a.llm_completion_tokens.take(),
+            ),
         ],
     );
     let cost = a
@@ -726,7 +744,10 @@ fn build_step(a: &mut Attrs, mut w: Warnings, b: StepBase<'_>) -> Step {
 type OptValue = Option<opentelemetry_proto::tonic::common::v1::any_value::Value>;
 
 /// The first present, well-typed string among `candidates`, in order.
-fn first_string<const N: usize>(w: &mut Warnings, candidates: [(&str, OptValue); N]) -> Option<String> {
+fn first_string<const N: usize>(
+    w: &mut Warnings,
+    candidates: [(&str, OptValue); N],
+) -> Option<String> {
     candidates
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -768,7 +789,10 @@ fn rejections(
         }
         Ok(other) => w.push(
             key,
-            format!("expected a JSON object reason → count, got {}; ignored", json_kind(&other)),
+            format!(
+                "expected a JSON object reason → count, got {}; ignored",
+                json_kind(&other)
+            ),
         ),
         Err(e) => w.push(key, format!("{e}; ignored")),
     }
@@ -784,18 +808,23 @@ fn candidates(
         Ok(serde_json::Value::Array(items)) => items
             .into_iter()
             .enumerate()
-            .filter_map(|(i, item)| match serde_json::from_value::<CandidateDecision>(item) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    w.push(key, format!("entry {i}: {e}; entry ignored"));
-                    None
-                }
-            })
+            .filter_map(
+                |(i, item)| match serde_json::from_value::<CandidateDecision>(item) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        w.push(key, format!("entry {i}: {e}; entry ignored"));
+                        None
+                    }
+                },
+            )
             .collect(),
         Ok(other) => {
             w.push(
                 key,
-                format!("expected a JSON array of decisions, got {}; ignored", json_kind(&other)),
+                format!(
+                    "expected a JSON array of decisions, got {}; ignored",
+                    json_kind(&other)
+                ),
             );
             Vec::new()
         }

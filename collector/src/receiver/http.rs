@@ -113,10 +113,10 @@ fn text(status: StatusCode, message: &str) -> Response {
 fn error(encoding: Encoding, status: StatusCode, message: String) -> Response {
     // gRPC codes matching the HTTP statuses, as OTLP/HTTP suggests.
     let code = match status {
-        StatusCode::BAD_REQUEST => 3,        // INVALID_ARGUMENT
-        StatusCode::PAYLOAD_TOO_LARGE => 8,  // RESOURCE_EXHAUSTED
+        StatusCode::BAD_REQUEST => 3,          // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,    // RESOURCE_EXHAUSTED
         StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
-        _ => 13,                             // INTERNAL
+        _ => 13,                               // INTERNAL
     };
     let mut headers = HeaderMap::new();
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -124,7 +124,10 @@ fn error(encoding: Encoding, status: StatusCode, message: String) -> Response {
     }
     match encoding {
         Encoding::Protobuf => {
-            headers.insert(header::CONTENT_TYPE, PROTOBUF.parse().expect("valid header"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                PROTOBUF.parse().expect("valid header"),
+            );
             let body = RpcStatus { code, message }.encode_to_vec();
             (status, headers, body).into_response()
         }
@@ -182,9 +185,12 @@ async fn traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
     };
     let limit = ingest.max_message_bytes;
     let too_large = || {
-        format!("request body exceeds the limit of {limit} bytes (receivers.otlp.max_message_bytes)")
+        format!(
+            "request body exceeds the limit of {limit} bytes (receivers.otlp.max_message_bytes)"
+        )
     };
-    if let Some(len) = header_str(&headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
+    if let Some(len) =
+        header_str(&headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
         && len > limit as u64
     {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large());
@@ -192,7 +198,12 @@ async fn traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
     let raw = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("failed to read the request body: {e}")),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("failed to read the request body: {e}"),
+            );
+        }
     };
     let bytes = if gzip {
         match gunzip_limited(&raw, limit) {
@@ -261,7 +272,12 @@ fn ok(encoding: Encoding, resp: &ExportTraceServiceResponse) -> Response {
                 }),
                 None => serde_json::json!({}),
             };
-            (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, JSON)],
+                body.to_string(),
+            )
+                .into_response()
         }
     }
 }
@@ -331,7 +347,10 @@ fn decode_json(body: &[u8]) -> Result<(ExportTraceServiceRequest, Vec<String>), 
 
 fn take_spans_with_bad_ids(value: &mut serde_json::Value) -> Vec<String> {
     let mut rejected = Vec::new();
-    let Some(resource_spans) = value.get_mut("resourceSpans").and_then(|v| v.as_array_mut()) else {
+    let Some(resource_spans) = value
+        .get_mut("resourceSpans")
+        .and_then(|v| v.as_array_mut())
+    else {
         return rejected;
     };
     for rs in resource_spans {
@@ -358,9 +377,9 @@ fn bad_id(span: &serde_json::Value) -> Option<String> {
     let name = span.get("name").and_then(|n| n.as_str()).unwrap_or("");
     for field in ["traceId", "spanId", "parentSpanId"] {
         let Some(v) = span.get(field) else { continue };
-        let ok = v.as_str().is_some_and(|s| {
-            s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
-        });
+        let ok = v
+            .as_str()
+            .is_some_and(|s| s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()));
         if !ok {
             return Some(format!("span \"{name}\": {field} {v} is not a hex string"));
         }
@@ -383,9 +402,18 @@ mod tests {
     fn gunzip_stops_at_the_limit() {
         let bomb = gzip(&vec![0u8; 10 * 1024 * 1024]);
         assert!(bomb.len() < 64 * 1024);
-        assert!(matches!(gunzip_limited(&bomb, 1024 * 1024), Err(GunzipError::TooLarge)));
-        assert_eq!(gunzip_limited(&bomb, 10 * 1024 * 1024).unwrap().len(), 10 * 1024 * 1024);
-        assert!(matches!(gunzip_limited(b"not gzip", 1024), Err(GunzipError::Invalid(_))));
+        assert!(matches!(
+            gunzip_limited(&bomb, 1024 * 1024),
+            Err(GunzipError::TooLarge)
+        ));
+        assert_eq!(
+            gunzip_limited(&bomb, 10 * 1024 * 1024).unwrap().len(),
+            10 * 1024 * 1024
+        );
+        assert!(matches!(
+            gunzip_limited(b"not gzip", 1024),
+            Err(GunzipError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -395,8 +423,14 @@ mod tests {
             {"traceId":"not-hex","spanId":"eee19b7ec3c1b175","name":"bad"}]}]}]}"#;
         let (req, rejected) = decode_json(body).unwrap();
         assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 1);
-        assert_eq!(rejected, vec!["span \"bad\": traceId \"not-hex\" is not a hex string"]);
+        assert_eq!(
+            rejected,
+            vec!["span \"bad\": traceId \"not-hex\" is not a hex string"]
+        );
         let err = decode_json(b"{\"resourceSpans\": 3}").unwrap_err();
-        assert!(err.starts_with("invalid OTLP/JSON ExportTraceServiceRequest: "), "{err}");
+        assert!(
+            err.starts_with("invalid OTLP/JSON ExportTraceServiceRequest: "),
+            "{err}"
+        );
     }
 }

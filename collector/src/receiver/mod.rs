@@ -138,8 +138,14 @@ mod tests {
     fn api_key_from_either_header() {
         assert_eq!(api_key(Some("xr_a"), None).as_deref(), Some("xr_a"));
         assert_eq!(api_key(None, Some("Bearer xr_b")).as_deref(), Some("xr_b"));
-        assert_eq!(api_key(None, Some("bearer  xr_c ")).as_deref(), Some("xr_c"));
-        assert_eq!(api_key(Some("xr_a"), Some("Bearer xr_b")).as_deref(), Some("xr_a"));
+        assert_eq!(
+            api_key(None, Some("bearer  xr_c ")).as_deref(),
+            Some("xr_c")
+        );
+        assert_eq!(
+            api_key(Some("xr_a"), Some("Bearer xr_b")).as_deref(),
+            Some("xr_a")
+        );
         assert_eq!(api_key(None, Some("Basic abc")), None);
         assert_eq!(api_key(Some(" "), None), None);
         assert_eq!(api_key(None, None), None);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use xray_collector::Collector;
 use xray_store::testing::TestBackend;
-use xray_store::{ExecutionDetail, Scope, Sink, Store};
+use xray_store::{ExecutionDetail, Scope, Sink};
 
 /// A config with both listeners on free ports and quick flushes.
 pub fn config() -> xray_config::Config {
