@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.bench_function("map_only_512_spans", |b| {
-        b.iter_batched(|| request(), |req| map(req, &ctx), BatchSize::SmallInput)
+        b.iter_batched(request, |req| map(req, &ctx), BatchSize::SmallInput)
     });
     g.finish();
 }

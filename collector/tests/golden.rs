@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::{Value, json};
 use xray_collector::mapper::{IngestContext, MapOutcome, map};
-use xray_store::{Scope, Sink};
+use xray_store::Scope;
 
 const INGEST_BASE_NS: i64 = 1_800_000_000_000_000_000;
 
