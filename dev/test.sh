@@ -39,7 +39,7 @@ fi
 say "ClickHouse at $XRAY_TEST_CLICKHOUSE_URL"
 
 # --- Python test tools ----------------------------------------------------------
-for req in dev/requirements-test.txt; do
+for req in dev/requirements-test.txt collector/tests/python/requirements.txt; do
   [ -f "$req" ] || continue
   stamp="$venv/.$(echo "$req" | tr '/' '_').sha256"
   want="$(sha256sum "$req" | cut -d' ' -f1)"

@@ -1,1 +1,138 @@
-fn main() {}
+//! Decode + map throughput of realistic spans: 10 attributes, 2 events and
+//! about 1 KB of JSON input and output each; 512 spans per request (the OTel
+//! batch span processor's default export size), 1 execution span with 511
+//! child steps.
+//!
+//! Run: `cargo bench -p xray-collector --bench mapper`
+//! Latest results are in `docs/benchmarks.md`.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+use prost::Message;
+use xray_collector::mapper::{IngestContext, map};
+
+const SPANS: usize = 512;
+
+fn kv(k: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::StringValue(v.into())
+}
+
+fn json_blob(seed: usize) -> String {
+    let items: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                r#"{{"id":"B0-{seed}-{i}","title":"trail running shoe {i}","price":{}.99}}"#,
+                50 + i
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"query":"running shoes","candidates":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+fn request() -> ExportTraceServiceRequest {
+    let trace_id: Vec<u8> = (1..=16).collect();
+    let spans = (0..SPANS)
+        .map(|i| {
+            let mut attributes = vec![
+                kv("xray.step.type", s("filter")),
+                kv("xray.step.input", s(&json_blob(i))),
+                kv("xray.step.output", s(&json_blob(i + 1))),
+                kv("xray.step.candidates.in", Value::IntValue(5000)),
+                kv("xray.step.candidates.out", Value::IntValue(100)),
+                kv(
+                    "xray.step.rejections",
+                    s(r#"{"price_above_limit":4700,"out_of_stock":200}"#),
+                ),
+                kv(
+                    "xray.step.reasoning",
+                    s("kept items under the price limit that are in stock"),
+                ),
+                kv("gen_ai.request.model", s("gpt-4o")),
+                kv("http.request.method", s("POST")),
+                kv("xray.step.metadata.region", s("eu-west-1")),
+            ];
+            let mut parent = vec![0, 0, 0, 0, 0, 0, 0, 1];
+            if i == 0 {
+                attributes[0] = kv("xray.pipeline", s("product-picker"));
+                parent.clear();
+            }
+            let mut span_id = vec![0u8; 8];
+            span_id[..8].copy_from_slice(&((i as u64) + 1).to_be_bytes());
+            Span {
+                trace_id: trace_id.clone(),
+                span_id,
+                parent_span_id: parent,
+                name: format!("step-{}", i % 7),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                end_time_unix_nano: 1_700_000_000_100_000_000 + i as u64,
+                attributes,
+                events: vec![
+                    Event {
+                        time_unix_nano: 1_700_000_000_050_000_000,
+                        name: "cache-miss".into(),
+                        attributes: vec![kv("cache.key", s("k1"))],
+                        ..Default::default()
+                    },
+                    Event {
+                        time_unix_nano: 1_700_000_000_060_000_000,
+                        name: "retry".into(),
+                        attributes: vec![kv("attempt", Value::IntValue(2))],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("shop-search"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let bytes = request().encode_to_vec();
+    let ctx = IngestContext::new("default", 1_800_000_000_000_000_000);
+    let mut g = c.benchmark_group("mapper");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("decode_and_map_512_spans", |b| {
+        b.iter_batched(
+            || bytes.clone(),
+            |bytes| {
+                let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decode");
+                map(req, &ctx)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("map_only_512_spans", |b| {
+        b.iter_batched(request, |req| map(req, &ctx), BatchSize::SmallInput)
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
