@@ -10,11 +10,15 @@ use crate::{Config, ValidationError};
 /// Environment variables with this prefix configure X-Ray.
 pub(crate) const ENV_PREFIX: &str = "XRAY_";
 
-/// Variables under the prefix that are not configuration keys: `XRAY_CONFIG`
-/// (the file path) and `XRAY_TEST_*` (used by the test suite).
+/// Variables under the prefix that are not configuration keys. Every key
+/// lives in a section, so a configuration variable always has a `__`
+/// (`XRAY_API__ADDR`); names without one (`XRAY_CONFIG`, the file path;
+/// `XRAY_BIN` in scripts) are left alone, and so are `XRAY_TEST_*`, used by
+/// the test suite.
 fn is_reserved_env(key: &str) -> bool {
+    // figment hands the key over after `split`, so `__` already reads `.`
     let k = key.to_ascii_lowercase();
-    k == "config" || k.starts_with("test_")
+    !(k.contains("__") || k.contains('.')) || k.starts_with("test_")
 }
 
 /// Secret keys whose environment values are taken verbatim. Figment parses

@@ -70,6 +70,7 @@ fn env_overrides_file_and_nests_with_double_underscore() {
         jail.set_env("XRAY_AUTH__REQUIRED", "true");
         jail.set_env("XRAY_TEST_CLICKHOUSE_URL", "http://ignored");
         jail.set_env("XRAY_CONFIG", "ignored.toml");
+        jail.set_env("XRAY_BIN", "/usr/bin/xray");
         let c = load(&LoadOptions::standard(None)).map_err(|e| e.to_string())?;
         assert_eq!(c.api.addr, "127.0.0.1:9999");
         assert_eq!(c.storage.backend, BackendKind::Postgres);
