@@ -86,7 +86,7 @@ async fn shutdown_signal() {
     }
 }
 
-/// The HTTP app on `api.addr`: the dashboard API (when it runs), plus
+/// The HTTP app on `api.addr`: the dashboard API and the web UI (when it runs), plus
 /// `/healthz`, `/readyz` and `/metrics` in every mode.
 fn http_app(store: SharedBackend, config: &Config, parts: Parts) -> Router {
     let metrics = Router::new().route(
@@ -97,7 +97,9 @@ fn http_app(store: SharedBackend, config: &Config, parts: Parts) -> Router {
     let api =
         xray_dashboard_api::router(xray_dashboard_api::AppState::new(store, config.api.clone()));
     if parts.api {
-        api.merge(metrics)
+        // The web UI at `/` (docs/ui.md); it never answers under /api,
+        // /healthz, /readyz or /metrics, so the order of merges is free.
+        api.merge(metrics).merge(xray_ui::router())
     } else {
         // collector-only: keep the probes and metrics, not the /api routes
         let probes = Router::new()
