@@ -77,7 +77,7 @@ pub struct LoadgenArgs {
     pub protocol: Protocol,
 
     /// Concurrent connections, each with one request in flight.
-    #[arg(long, short = 'c', default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N")]
     pub concurrency: u32,
 
     /// Target rate in executions per second over all connections; unlimited
@@ -225,6 +225,41 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: LoadgenArgs,
+    }
+
+    /// The shape of the `xray` CLI: a global `-c/--config` and subcommands
+    /// that flatten these arguments; clap's own consistency checks must pass.
+    #[derive(Parser)]
+    struct XrayLike {
+        #[arg(long, short, global = true)]
+        config: Option<String>,
+        #[command(subcommand)]
+        command: Sub,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Loadgen(LoadgenArgs),
+        FillStore(crate::FillArgs),
+    }
+
+    #[test]
+    fn mounts_in_a_cli_with_a_global_config_flag() {
+        use clap::CommandFactory;
+        XrayLike::command().debug_assert();
+        let cli =
+            XrayLike::try_parse_from(["xray", "-c", "x.toml", "loadgen", "--count", "5"]).unwrap();
+        assert_eq!(cli.config.as_deref(), Some("x.toml"));
+        match cli.command {
+            Sub::Loadgen(a) => assert_eq!(a.count, Some(5)),
+            Sub::FillStore(_) => panic!("wrong subcommand"),
+        }
+        let cli =
+            XrayLike::try_parse_from(["xray", "fill-store", "--executions", "1000000"]).unwrap();
+        match cli.command {
+            Sub::FillStore(a) => assert_eq!(a.executions, 1_000_000),
+            Sub::Loadgen(_) => panic!("wrong subcommand"),
+        }
     }
 
     #[test]
