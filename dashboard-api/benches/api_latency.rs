@@ -61,14 +61,19 @@ fn run(i: usize, n: usize) -> (Execution, Vec<Step>) {
     let trace = hex(0xabc0_0000_0000_0000 ^ i as u64, 32);
     let exec_span = hex(1 + (i as u64) * 16, 16);
     let pipeline = PIPELINES[i % PIPELINES.len()];
-    let failed = i % 23 == 0;
+    let failed = i.is_multiple_of(23);
     let exec = Execution {
         app: "default".into(),
         execution_id: id.clone(),
         trace_id: trace.clone(),
         span_id: exec_span.clone(),
         pipeline: pipeline.into(),
-        environment: if i % 3 == 0 { "staging" } else { "prod" }.into(),
+        environment: if i.is_multiple_of(3) {
+            "staging"
+        } else {
+            "prod"
+        }
+        .into(),
         service: format!("{pipeline}-api"),
         status: if failed {
             Status::Failed

@@ -152,8 +152,10 @@ fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDet
         let mut w = Where::default();
         w.scope(scope);
         w.push("e.trace_id = ?", [text(&id.to_ascii_lowercase())]);
+        // Without table statistics SQLite prefers the primary key's `app`
+        // prefix (a scan of the whole app) over the trace index: name it.
         let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions e {} ORDER BY e.start_time_ns, e.execution_id LIMIT 1",
+            "SELECT {EXECUTION_COLUMNS} FROM executions e INDEXED BY executions_by_trace {} ORDER BY e.start_time_ns, e.execution_id LIMIT 1",
             w.sql()
         );
         found = conn
@@ -166,7 +168,7 @@ fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDet
     };
     let trace_executions = conn
         .prepare_cached(&format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE e.app = ?1 AND e.trace_id = ?2"
+            "SELECT {EXECUTION_COLUMNS} FROM executions e INDEXED BY executions_by_trace WHERE e.app = ?1 AND e.trace_id = ?2"
         ))
         .map_err(be)?
         .query_map(params![execution.app, execution.trace_id], rows::execution)
