@@ -1,1 +1,245 @@
-//! X-Ray collector crate.
+//! The X-Ray collector: OTLP receivers, the span → execution/step mapper and
+//! the batching pipeline that writes to the sinks.
+//!
+//! ```text
+//! OTLP/gRPC :4317 ─┐
+//!                  ├─► mapper (pure) ─► bounded queue ─► batcher ─► primary sink
+//! OTLP/HTTP :4318 ─┘                                           └─► extra sinks
+//! ```
+//!
+//! - [`Collector::start`] binds both listeners and starts the batcher;
+//!   [`Collector::shutdown`] stops accepting and flushes.
+//! - [`mapper::map`] is the pure mapping function, usable on its own.
+//! - [`render_metrics`] / [`metrics_router`] expose Prometheus metrics.
+//!
+//! A request is acknowledged once its rows are queued in memory (the durable
+//! spool comes later; see `docs/reliability.md`).
+
+pub mod mapper;
+mod metrics;
+mod pipeline;
+mod receiver;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use xray_config::Config;
+use xray_store::Sink;
+
+pub use metrics::{Transport, metrics_router, render_metrics};
+
+/// Errors of [`Collector::start`] and [`Collector::shutdown`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectorError {
+    /// A configured address is not a socket address.
+    #[error("{key}: \"{value}\" is not an address like 127.0.0.1:4317")]
+    InvalidAddress {
+        /// Config key, e.g. `receivers.otlp.grpc_addr`.
+        key: &'static str,
+        /// The configured value.
+        value: String,
+    },
+    /// A listener could not be bound (port in use, permission denied).
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        /// Config key of the address.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this collector cannot do.
+    #[error("{key}: {message}")]
+    Unsupported {
+        /// Config key.
+        key: &'static str,
+        /// What is not supported and what to do instead.
+        message: String,
+    },
+    /// Shutdown did not finish within `pipeline.shutdown_timeout_ms`; rows
+    /// still queued were lost.
+    #[error(
+        "shutdown did not finish within {timeout_ms} ms; {queued_rows} queued rows were not written"
+    )]
+    ShutdownTimeout {
+        /// The configured timeout.
+        timeout_ms: u64,
+        /// Rows still queued when the time ran out.
+        queued_rows: u64,
+    },
+    /// A receiver stopped with an error while shutting down.
+    #[error("{receiver} receiver failed: {message}")]
+    Receiver {
+        /// `grpc` or `http`.
+        receiver: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A running collector: both OTLP listeners and the batching pipeline.
+pub struct Collector {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    grpc_stop: oneshot::Sender<()>,
+    http_stop: oneshot::Sender<()>,
+    grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    pipeline: pipeline::PipelineTask,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(key: &'static str, value: &str) -> Result<TcpListener, CollectorError> {
+    let addr: SocketAddr = value.parse().map_err(|_| CollectorError::InvalidAddress {
+        key,
+        value: value.to_string(),
+    })?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CollectorError::Bind { key, addr, source })
+}
+
+impl Collector {
+    /// Binds the gRPC and HTTP listeners (so bind errors surface here) and
+    /// starts the batcher. Must be called inside a Tokio runtime.
+    ///
+    /// `primary` receives every batch; each of `extra` receives the same
+    /// batches on a best-effort basis (a slow or failing extra sink never
+    /// holds back the primary).
+    pub async fn start(
+        config: &Config,
+        primary: Arc<dyn Sink>,
+        extra: Vec<Arc<dyn Sink>>,
+    ) -> Result<Collector, CollectorError> {
+        if config.auth.required {
+            return Err(CollectorError::Unsupported {
+                key: "auth.required",
+                message: "API-key authentication of ingest is not available in this version of the collector; set auth.required = false".into(),
+            });
+        }
+        let otlp = &config.receivers.otlp;
+        let grpc = bind("receivers.otlp.grpc_addr", &otlp.grpc_addr).await?;
+        let http = bind("receivers.otlp.http_addr", &otlp.http_addr).await?;
+        let local = |l: &TcpListener, key: &'static str| {
+            l.local_addr().map_err(|source| CollectorError::Bind {
+                key,
+                addr: l
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                source,
+            })
+        };
+        let grpc_addr = local(&grpc, "receivers.otlp.grpc_addr")?;
+        let http_addr = local(&http, "receivers.otlp.http_addr")?;
+
+        let (queue, pipeline) = pipeline::Pipeline::start(&config.pipeline, primary, extra);
+        let ingest = receiver::Ingest {
+            pipeline: queue,
+            max_message_bytes: usize::try_from(otlp.max_message_bytes).unwrap_or(usize::MAX),
+        };
+        let (grpc_stop, grpc_rx) = oneshot::channel::<()>();
+        let (http_stop, http_rx) = oneshot::channel::<()>();
+        let grpc_task = tokio::spawn(receiver::grpc::serve(grpc, ingest.clone(), async {
+            let _ = grpc_rx.await;
+        }));
+        let http_task = tokio::spawn(receiver::http::serve(http, ingest, async {
+            let _ = http_rx.await;
+        }));
+        tracing::info!(%grpc_addr, %http_addr, "collector listening for OTLP");
+        Ok(Collector {
+            grpc_addr,
+            http_addr,
+            grpc_stop,
+            http_stop,
+            grpc_task,
+            http_task,
+            pipeline,
+            shutdown_timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms),
+        })
+    }
+
+    /// The bound OTLP/gRPC address (the real port when configured with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound OTLP/HTTP address (the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops accepting, finishes in-flight requests, then drains the queue
+    /// into the sinks, all within `pipeline.shutdown_timeout_ms`.
+    pub async fn shutdown(self) -> Result<(), CollectorError> {
+        let Collector {
+            grpc_stop,
+            http_stop,
+            mut grpc_task,
+            mut http_task,
+            mut pipeline,
+            shutdown_timeout,
+            ..
+        } = self;
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        let _ = grpc_stop.send(());
+        let _ = http_stop.send(());
+        let mut errors = Vec::new();
+        let receivers = async {
+            match (&mut grpc_task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(("grpc", e.to_string())),
+                Err(e) => errors.push(("grpc", e.to_string())),
+            }
+            match (&mut http_task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(("http", e.to_string())),
+                Err(e) => errors.push(("http", e.to_string())),
+            }
+        };
+        // Receivers that do not finish in time (a client holding a
+        // connection open) are abandoned; the queue is drained regardless.
+        if tokio::time::timeout_at(deadline, receivers).await.is_err() {
+            tracing::warn!("receivers did not stop in time; draining the queue anyway");
+            grpc_task.abort();
+            http_task.abort();
+        }
+        pipeline.close();
+        let drained = tokio::time::timeout_at(deadline, pipeline.handle()).await;
+        match drained {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(CollectorError::Receiver {
+                    receiver: "batcher",
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                pipeline.handle().abort();
+                return Err(CollectorError::ShutdownTimeout {
+                    timeout_ms: u64::try_from(shutdown_timeout.as_millis()).unwrap_or(u64::MAX),
+                    queued_rows: metrics::queued_rows(),
+                });
+            }
+        }
+        if let Some((receiver, message)) = errors.into_iter().next() {
+            return Err(CollectorError::Receiver { receiver, message });
+        }
+        tracing::info!("collector stopped");
+        Ok(())
+    }
+}

@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use crate::{Config, ValidationError};
 
 /// Environment variables with this prefix configure X-Ray.
-pub const ENV_PREFIX: &str = "XRAY_";
+pub(crate) const ENV_PREFIX: &str = "XRAY_";
 
 /// Variables under the prefix that are not configuration keys: `XRAY_CONFIG`
 /// (the file path) and `XRAY_TEST_*` (used by the test suite).
@@ -79,52 +79,39 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Where a value came from, for messages: the environment variable or the file.
+fn source_of(meta: Option<&figment::Metadata>, key: &str) -> String {
+    match meta {
+        Some(m) if m.name.contains("environment") => {
+            format!(
+                " (environment variable {ENV_PREFIX}{})",
+                key.to_ascii_uppercase().replace('.', "__")
+            )
+        }
+        Some(m) => m
+            .source
+            .as_ref()
+            .map(|src| format!(" (in {src})"))
+            .unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
 /// Turns figment's errors into lines naming the key and where it came from.
 fn describe(err: figment::Error) -> String {
     use figment::error::Kind;
     let mut lines = Vec::new();
     for e in err {
         let key = e.path.join(".");
-        let source = e
-            .metadata
-            .as_ref()
-            .map(|m| {
-                let name = m.interpolate(&figment::Profile::Default, &e.path);
-                if m.name.contains("environment") {
-                    format!(
-                        " (environment variable {ENV_PREFIX}{})",
-                        name.to_ascii_uppercase().replace('.', "__")
-                    )
-                } else if let Some(src) = &m.source {
-                    format!(" (in {src})")
-                } else {
-                    String::new()
-                }
-            })
-            .unwrap_or_default();
+        let source = source_of(e.metadata.as_ref(), &key);
         let line = match &e.kind {
             Kind::UnknownField(field, expected) => {
+                // figment's path already ends with the unknown field
                 let full = if key.is_empty() {
-                    field.clone()
+                    field.as_str()
                 } else {
-                    format!("{key}.{field}")
+                    key.as_str()
                 };
-                let source = e
-                    .metadata
-                    .as_ref()
-                    .map(|m| {
-                        if m.name.contains("environment") {
-                            format!(
-                                " (environment variable {ENV_PREFIX}{})",
-                                full.to_ascii_uppercase().replace('.', "__")
-                            )
-                        } else if let Some(src) = &m.source {
-                            format!(" (in {src})")
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .unwrap_or_default();
                 format!(
                     "{full}: unknown key{source}; expected one of: {}",
                     expected.join(", ")
@@ -139,13 +126,8 @@ fn describe(err: figment::Error) -> String {
                     expected.join(", ")
                 )
             }
-            other => {
-                if key.is_empty() {
-                    format!("{other}{source}")
-                } else {
-                    format!("{key}: {other}{source}")
-                }
-            }
+            other if key.is_empty() => format!("{other}{source}"),
+            other => format!("{key}: {other}{source}"),
         };
         lines.push(line);
     }

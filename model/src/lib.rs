@@ -387,3 +387,55 @@ mod tests {
         assert_eq!(back["decision"], "rejected");
     }
 }
+
+/// The rejection histogram of a step as shown everywhere: the step's own
+/// `rejections` (reason → count), plus one per sampled *rejected* candidate
+/// whose reason does not appear in that histogram. Sampled candidates are a
+/// sample of what the histogram already counts, so a reason present in both is
+/// counted once, from the histogram. A rejected candidate without a reason
+/// counts under `"unspecified"`.
+pub fn merge_rejections(rejections: &Rejections, candidates: &[CandidateDecision]) -> Rejections {
+    let mut merged = rejections.clone();
+    for c in candidates
+        .iter()
+        .filter(|c| c.decision == Decision::Rejected)
+    {
+        let reason = c.reason.as_deref().unwrap_or("unspecified");
+        if !rejections.contains_key(reason) {
+            *merged.entry(reason.to_string()).or_insert(0) += 1;
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn cand(reason: Option<&str>, decision: Decision) -> CandidateDecision {
+        CandidateDecision {
+            id: "c".into(),
+            decision,
+            reason: reason.map(String::from),
+            score: None,
+        }
+    }
+
+    #[test]
+    fn histogram_wins_and_samples_fill_gaps() {
+        let mut h = Rejections::new();
+        h.insert("price".into(), 40);
+        let c = vec![
+            cand(Some("price"), Decision::Rejected),
+            cand(Some("rating"), Decision::Rejected),
+            cand(Some("rating"), Decision::Rejected),
+            cand(None, Decision::Rejected),
+            cand(Some("ok"), Decision::Accepted),
+        ];
+        let m = merge_rejections(&h, &c);
+        assert_eq!(m.get("price"), Some(&40));
+        assert_eq!(m.get("rating"), Some(&2));
+        assert_eq!(m.get("unspecified"), Some(&1));
+        assert_eq!(m.len(), 3);
+    }
+}

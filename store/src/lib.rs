@@ -12,6 +12,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use xray_model::{ApiKey, App, Execution, MappedBatch, Status, Step};
 
+pub mod aggregate;
+pub mod conformance;
+pub mod sqlite;
+pub mod testing;
+
+mod factory;
+pub use factory::{describe, migrate, open, open_extra_sinks};
 /// Error returned by [`Sink::write`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

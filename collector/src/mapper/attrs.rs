@@ -1,0 +1,404 @@
+//! Attribute extraction: one pass over a span's (or event's) attributes picks
+//! out every key X-Ray reads, then typed accessors convert values and record
+//! a warning instead of failing when a value has the wrong type.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use xray_model::semconv as sc;
+
+/// Messages about attribute values the mapper ignored or repaired; they end
+/// up in the row's metadata under [`sc::MAPPING_WARNINGS`].
+#[derive(Debug, Default)]
+pub(crate) struct Warnings(pub(crate) Vec<String>);
+
+impl Warnings {
+    pub(crate) fn push(&mut self, key: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {message}"));
+    }
+
+    /// Stores the warnings (if any) as a JSON array in `metadata`.
+    pub(crate) fn store(self, metadata: &mut xray_model::Metadata) {
+        if !self.0.is_empty() {
+            let text = serde_json::to_string(&self.0).unwrap_or_default();
+            metadata.insert(sc::MAPPING_WARNINGS.to_string(), text);
+        }
+    }
+}
+
+macro_rules! attr_set {
+    ($( $field:ident => $key:path ),+ $(,)?) => {
+        /// The attributes X-Ray reads, taken out of one attribute list.
+        /// When a key repeats, the first occurrence wins.
+        #[derive(Debug, Default)]
+        pub(crate) struct Attrs {
+            $( pub(crate) $field: Option<Value>, )+
+            /// `xray.metadata.<key>` entries, prefix stripped, in order.
+            pub(crate) metadata: Vec<(String, Value)>,
+            /// `xray.step.metadata.<key>` entries, prefix stripped, in order.
+            pub(crate) step_metadata: Vec<(String, Value)>,
+        }
+
+        impl Attrs {
+            /// Takes the known keys out of `list` in a single pass.
+            pub(crate) fn collect(list: Vec<KeyValue>) -> Attrs {
+                let mut a = Attrs::default();
+                for kv in list {
+                    let Some(AnyValue { value: Some(v) }) = kv.value else { continue };
+                    let key = kv.key.as_str();
+                    match key {
+                        $( $key => { if a.$field.is_none() { a.$field = Some(v); } } )+
+                        _ => {
+                            if let Some(k) = key.strip_prefix(sc::STEP_METADATA_PREFIX) {
+                                a.step_metadata.push((k.to_string(), v));
+                            } else if let Some(k) = key.strip_prefix(sc::METADATA_PREFIX) {
+                                a.metadata.push((k.to_string(), v));
+                            }
+                        }
+                    }
+                }
+                a
+            }
+        }
+    };
+}
+
+attr_set! {
+    pipeline => sc::PIPELINE,
+    execution_id => sc::EXECUTION_ID,
+    environment => sc::ENVIRONMENT,
+    execution_status => sc::EXECUTION_STATUS,
+    execution_input => sc::EXECUTION_INPUT,
+    execution_output => sc::EXECUTION_OUTPUT,
+    execution_error => sc::EXECUTION_ERROR,
+    tags => sc::TAGS,
+    step_name => sc::STEP_NAME,
+    step_type => sc::STEP_TYPE,
+    step_status => sc::STEP_STATUS,
+    step_input => sc::STEP_INPUT,
+    step_output => sc::STEP_OUTPUT,
+    step_reasoning => sc::STEP_REASONING,
+    candidates_in => sc::STEP_CANDIDATES_IN,
+    candidates_out => sc::STEP_CANDIDATES_OUT,
+    rejections => sc::STEP_REJECTIONS,
+    candidates => sc::STEP_CANDIDATES,
+    cost => sc::STEP_COST,
+    confidence => sc::STEP_CONFIDENCE,
+    step_error => sc::STEP_ERROR,
+    step_start => sc::STEP_START_TIME_UNIX_NANO,
+    gen_ai_operation => sc::GEN_AI_OPERATION_NAME,
+    gen_ai_request_model => sc::GEN_AI_REQUEST_MODEL,
+    gen_ai_response_model => sc::GEN_AI_RESPONSE_MODEL,
+    gen_ai_provider => sc::GEN_AI_PROVIDER_NAME,
+    gen_ai_system => sc::GEN_AI_SYSTEM,
+    gen_ai_input_tokens => sc::GEN_AI_USAGE_INPUT_TOKENS,
+    gen_ai_output_tokens => sc::GEN_AI_USAGE_OUTPUT_TOKENS,
+    gen_ai_prompt_tokens => sc::GEN_AI_USAGE_PROMPT_TOKENS,
+    gen_ai_completion_tokens => sc::GEN_AI_USAGE_COMPLETION_TOKENS,
+    gen_ai_input_messages => sc::GEN_AI_INPUT_MESSAGES,
+    gen_ai_output_messages => sc::GEN_AI_OUTPUT_MESSAGES,
+    oi_kind => sc::OPENINFERENCE_SPAN_KIND,
+    input_value => sc::INPUT_VALUE,
+    output_value => sc::OUTPUT_VALUE,
+    llm_model_name => sc::LLM_MODEL_NAME,
+    llm_prompt_tokens => sc::LLM_TOKEN_COUNT_PROMPT,
+    llm_completion_tokens => sc::LLM_TOKEN_COUNT_COMPLETION,
+    llm_provider => sc::LLM_PROVIDER,
+    exception_message => EXCEPTION_MESSAGE,
+}
+
+/// `exception.message` on an `exception` event (OTel exception convention).
+pub(crate) const EXCEPTION_MESSAGE: &str = "exception.message";
+
+/// True when the attribute list has `xray.step.type` or `xray.step.name`
+/// (without collecting anything).
+pub(crate) fn marks_step(list: &[KeyValue]) -> bool {
+    list.iter()
+        .any(|kv| kv.key == sc::STEP_TYPE || kv.key == sc::STEP_NAME)
+}
+
+/// A value as text: strings as they are (JSON attributes are JSON text),
+/// anything else rendered as JSON. Used for input/output/reasoning/errors.
+pub(crate) fn text(v: Value) -> String {
+    match v {
+        Value::StringValue(s) => s,
+        other => to_json(&other).to_string(),
+    }
+}
+
+/// A scalar as a string (metadata values, names); structured values become
+/// JSON text.
+pub(crate) fn scalar_string(v: Value) -> String {
+    match v {
+        Value::StringValue(s) => s,
+        Value::BoolValue(b) => b.to_string(),
+        Value::IntValue(i) => i.to_string(),
+        Value::DoubleValue(d) => d.to_string(),
+        other => to_json(&other).to_string(),
+    }
+}
+
+/// A non-empty string, or `None` with a warning when the value has another type.
+pub(crate) fn string(key: &str, v: Value, w: &mut Warnings) -> Option<String> {
+    match v {
+        Value::StringValue(s) if s.trim().is_empty() => None,
+        Value::StringValue(s) => Some(s),
+        other => {
+            w.push(key, format!("expected a string, got {}", type_name(&other)));
+            None
+        }
+    }
+}
+
+/// A non-negative integer count. Integers, integral doubles and numeric
+/// strings (`"42"`) are accepted; anything else is ignored with a warning.
+pub(crate) fn count(key: &str, v: Value, w: &mut Warnings) -> Option<u64> {
+    let parsed: Result<i128, String> = match &v {
+        Value::IntValue(i) => Ok(i128::from(*i)),
+        Value::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && d.abs() < 1e19 => {
+            Ok(*d as i128)
+        }
+        Value::StringValue(s) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| format!("expected a count, got the string \"{}\"", clip(s))),
+        other => Err(format!("expected a count, got {}", type_name(other))),
+    };
+    match parsed {
+        Ok(n) if n < 0 => {
+            w.push(key, format!("count must not be negative, got {n}"));
+            None
+        }
+        Ok(n) => match u64::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                w.push(key, format!("count {n} is too large"));
+                None
+            }
+        },
+        Err(m) => {
+            w.push(key, m);
+            None
+        }
+    }
+}
+
+/// A finite number. Doubles, integers and numeric strings are accepted.
+pub(crate) fn number(key: &str, v: Value, w: &mut Warnings) -> Option<f64> {
+    let n = match &v {
+        Value::DoubleValue(d) => Some(*d),
+        Value::IntValue(i) => Some(*i as f64),
+        Value::StringValue(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n.is_finite() => Some(n),
+        Some(n) => {
+            w.push(key, format!("expected a finite number, got {n}"));
+            None
+        }
+        None => {
+            w.push(key, format!("expected a number, got {}", describe(&v)));
+            None
+        }
+    }
+}
+
+/// A signed nanosecond timestamp (integer or numeric string).
+pub(crate) fn unix_nanos(key: &str, v: Value, w: &mut Warnings) -> Option<i64> {
+    let n = match &v {
+        Value::IntValue(i) => Some(*i),
+        Value::StringValue(s) => s.trim().parse::<i64>().ok(),
+        Value::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && *d >= 0.0 && *d < 9.2e18 => {
+            Some(*d as i64)
+        }
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 => Some(n),
+        _ => {
+            w.push(
+                key,
+                format!("expected unix nanoseconds, got {}", describe(&v)),
+            );
+            None
+        }
+    }
+}
+
+/// A list of strings: a string array, or a string holding a JSON array of
+/// strings; a single plain string becomes one tag.
+pub(crate) fn string_list(key: &str, v: Value, w: &mut Warnings) -> Vec<String> {
+    match v {
+        Value::ArrayValue(a) => a
+            .values
+            .into_iter()
+            .filter_map(|x| x.value)
+            .map(scalar_string)
+            .collect(),
+        Value::StringValue(s) => {
+            let t = s.trim();
+            if t.starts_with('[') {
+                match serde_json::from_str::<Vec<serde_json::Value>>(t) {
+                    Ok(items) => items
+                        .into_iter()
+                        .map(|x| match x {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .collect(),
+                    Err(e) => {
+                        w.push(key, format!("not a JSON array ({e}); kept as one tag"));
+                        vec![s]
+                    }
+                }
+            } else if t.is_empty() {
+                Vec::new()
+            } else {
+                vec![s]
+            }
+        }
+        other => {
+            w.push(
+                key,
+                format!("expected a string array, got {}", type_name(&other)),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// A value as JSON, following the OTLP/JSON shapes for scalars.
+pub(crate) fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::StringValue(s) => J::String(s.clone()),
+        Value::BoolValue(b) => J::Bool(*b),
+        Value::IntValue(i) => J::from(*i),
+        Value::DoubleValue(d) => serde_json::Number::from_f64(*d)
+            .map(J::Number)
+            .unwrap_or_else(|| J::String(d.to_string())),
+        Value::ArrayValue(a) => J::Array(
+            a.values
+                .iter()
+                .map(|x| x.value.as_ref().map(to_json).unwrap_or(J::Null))
+                .collect(),
+        ),
+        Value::KvlistValue(kv) => J::Object(
+            kv.values
+                .iter()
+                .map(|e| {
+                    let val = e
+                        .value
+                        .as_ref()
+                        .and_then(|x| x.value.as_ref())
+                        .map(to_json)
+                        .unwrap_or(J::Null);
+                    (e.key.clone(), val)
+                })
+                .collect(),
+        ),
+        Value::BytesValue(b) => J::String(hex::encode(b)),
+        Value::StringValueStrindex(i) => J::from(*i),
+    }
+}
+
+/// A structured value as JSON: a string attribute is parsed as JSON text,
+/// anything else converted. Errors describe the problem for a warning.
+pub(crate) fn json(v: Value) -> Result<serde_json::Value, String> {
+    match v {
+        Value::StringValue(s) => {
+            serde_json::from_str(&s).map_err(|e| format!("invalid JSON ({e})"))
+        }
+        other => Ok(to_json(&other)),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::StringValue(_) => "a string",
+        Value::BoolValue(_) => "a boolean",
+        Value::IntValue(_) => "an integer",
+        Value::DoubleValue(_) => "a double",
+        Value::ArrayValue(_) => "an array",
+        Value::KvlistValue(_) => "a key-value list",
+        Value::BytesValue(_) => "bytes",
+        Value::StringValueStrindex(_) => "a string-table index",
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::StringValue(s) => format!("the string \"{}\"", clip(s)),
+        Value::IntValue(i) => format!("the integer {i}"),
+        Value::DoubleValue(d) => format!("the double {d}"),
+        Value::BoolValue(b) => format!("the boolean {b}"),
+        other => type_name(other).to_string(),
+    }
+}
+
+/// At most 40 characters of `s`, for messages.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_accept_numbers_and_numeric_strings_only() {
+        let mut w = Warnings::default();
+        assert_eq!(count("k", Value::IntValue(5), &mut w), Some(5));
+        assert_eq!(
+            count("k", Value::StringValue(" 42 ".into()), &mut w),
+            Some(42)
+        );
+        assert_eq!(count("k", Value::DoubleValue(7.0), &mut w), Some(7));
+        assert!(w.0.is_empty());
+        assert_eq!(count("k", Value::IntValue(-1), &mut w), None);
+        assert_eq!(count("k", Value::StringValue("many".into()), &mut w), None);
+        assert_eq!(count("k", Value::DoubleValue(1.5), &mut w), None);
+        assert_eq!(count("k", Value::BoolValue(true), &mut w), None);
+        assert_eq!(w.0.len(), 4, "{:?}", w.0);
+        assert_eq!(w.0[0], "k: count must not be negative, got -1");
+        assert_eq!(w.0[1], "k: expected a count, got the string \"many\"");
+    }
+
+    #[test]
+    fn numbers_reject_non_finite_and_text() {
+        let mut w = Warnings::default();
+        assert_eq!(number("c", Value::IntValue(2), &mut w), Some(2.0));
+        assert_eq!(
+            number("c", Value::StringValue("0.5".into()), &mut w),
+            Some(0.5)
+        );
+        assert_eq!(number("c", Value::DoubleValue(f64::NAN), &mut w), None);
+        assert_eq!(
+            number("c", Value::StringValue("cheap".into()), &mut w),
+            None
+        );
+        assert_eq!(w.0.len(), 2);
+    }
+
+    #[test]
+    fn tags_from_arrays_json_text_and_plain_strings() {
+        let mut w = Warnings::default();
+        let arr = Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+            values: vec![AnyValue {
+                value: Some(Value::StringValue("a".into())),
+            }],
+        });
+        assert_eq!(string_list("t", arr, &mut w), vec!["a"]);
+        assert_eq!(
+            string_list("t", Value::StringValue(r#"["x","y"]"#.into()), &mut w),
+            vec!["x", "y"]
+        );
+        assert_eq!(
+            string_list("t", Value::StringValue("solo".into()), &mut w),
+            vec!["solo"]
+        );
+        assert!(w.0.is_empty());
+    }
+}

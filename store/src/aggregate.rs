@@ -1,0 +1,232 @@
+//! Pure aggregation shared by the backends, so every store computes the same
+//! figures: percentiles, the per-step pipeline funnel, and which steps of a
+//! trace belong to which execution.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use xray_model::{
+    CandidateDecision, Execution, Rejections, Status, Step, StepType, merge_rejections,
+};
+
+use crate::PipelineStepStats;
+
+/// Nearest-rank percentile of an ascending slice: the smallest value with at
+/// least `p` of the values at or below it (`p` in `0.0..=1.0`).
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// One step run, as the pipeline funnel needs it.
+#[derive(Debug, Clone)]
+pub struct FunnelRow {
+    /// Step name.
+    pub name: String,
+    /// Step type.
+    pub step_type: StepType,
+    /// Step status.
+    pub status: Status,
+    /// The execution it belongs to (any key unique per execution).
+    pub execution_key: String,
+    /// Step duration, when ended.
+    pub duration_ns: Option<i64>,
+    /// Step start minus execution start.
+    pub offset_ns: i64,
+    /// Candidates in.
+    pub candidates_in: Option<u64>,
+    /// Candidates out.
+    pub candidates_out: Option<u64>,
+    /// Rejection histogram.
+    pub rejections: Rejections,
+    /// Sampled decisions.
+    pub candidates: Vec<CandidateDecision>,
+}
+
+#[derive(Default)]
+struct Acc {
+    types: HashMap<StepType, u64>,
+    executions: HashSet<String>,
+    runs: u64,
+    failed: u64,
+    with_counts: u64,
+    total_in: u64,
+    total_out: u64,
+    drop_sum: f64,
+    drop_n: u64,
+    durations: Vec<i64>,
+    offset_sum: f64,
+    rejections: BTreeMap<String, u64>,
+}
+
+/// Aggregates step runs into the pipeline funnel, ordered by mean offset
+/// (ties by name). See [`PipelineStepStats`] for each figure's definition.
+pub fn pipeline_funnel(rows: impl IntoIterator<Item = FunnelRow>) -> Vec<PipelineStepStats> {
+    let mut by_name: HashMap<String, Acc> = HashMap::new();
+    for r in rows {
+        let a = by_name.entry(r.name).or_default();
+        *a.types.entry(r.step_type).or_default() += 1;
+        a.executions.insert(r.execution_key);
+        a.runs += 1;
+        if r.status == Status::Failed {
+            a.failed += 1;
+        }
+        if let (Some(i), Some(o)) = (r.candidates_in, r.candidates_out) {
+            a.with_counts += 1;
+            a.total_in += i;
+            a.total_out += o;
+            if i > 0 {
+                a.drop_sum += i.saturating_sub(o) as f64 / i as f64;
+                a.drop_n += 1;
+            }
+        }
+        if let Some(d) = r.duration_ns {
+            a.durations.push(d);
+        }
+        a.offset_sum += r.offset_ns as f64;
+        for (reason, n) in merge_rejections(&r.rejections, &r.candidates) {
+            *a.rejections.entry(reason).or_default() += n;
+        }
+    }
+    let mut out: Vec<PipelineStepStats> = by_name
+        .into_iter()
+        .map(|(name, mut a)| {
+            a.durations.sort_unstable();
+            let step_type = a
+                .types
+                .iter()
+                .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+                .map(|(t, _)| *t)
+                .unwrap_or(StepType::Custom);
+            let mut top: Vec<(String, u64)> = a.rejections.into_iter().collect();
+            top.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+            top.truncate(20);
+            PipelineStepStats {
+                name,
+                step_type,
+                executions: a.executions.len() as u64,
+                runs: a.runs,
+                failed: a.failed,
+                runs_with_counts: a.with_counts,
+                total_in: a.total_in,
+                total_out: a.total_out,
+                mean_drop_rate: (a.drop_n > 0).then(|| a.drop_sum / a.drop_n as f64),
+                p50_duration_ns: percentile(&a.durations, 0.50),
+                p95_duration_ns: percentile(&a.durations, 0.95),
+                mean_offset_ns: a.offset_sum / a.runs as f64,
+                top_rejections: top,
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        x.mean_offset_ns
+            .total_cmp(&y.mean_offset_ns)
+            .then_with(|| x.name.cmp(&y.name))
+    });
+    out
+}
+
+/// Picks, from all steps stored for a trace, the steps of `execution`.
+///
+/// Rules: a step whose span is itself an execution span of the trace is not a
+/// step; when the trace holds several executions, a step belongs to the
+/// execution whose span is its nearest ancestor, and steps with no execution
+/// among their ancestors belong to the earliest execution. The result is
+/// ordered by `(start_time_ns, span_id)`.
+pub fn steps_of_execution(
+    execution: &Execution,
+    trace_executions: &[Execution],
+    steps: Vec<Step>,
+) -> Vec<Step> {
+    let exec_spans: HashMap<&str, &Execution> = trace_executions
+        .iter()
+        .map(|e| (e.span_id.as_str(), e))
+        .collect();
+    let earliest = trace_executions
+        .iter()
+        .min_by(|a, b| (a.start_time_ns, &a.execution_id).cmp(&(b.start_time_ns, &b.execution_id)))
+        .map(|e| e.execution_id.as_str())
+        .unwrap_or(execution.execution_id.as_str());
+    let parents: HashMap<&str, &str> = steps
+        .iter()
+        .map(|s| (s.span_id.as_str(), s.parent_span_id.as_str()))
+        .collect();
+    let owner = |s: &Step| -> String {
+        let mut cur = s.parent_span_id.as_str();
+        let mut hops = 0;
+        while !cur.is_empty() && hops <= parents.len() {
+            if let Some(e) = exec_spans.get(cur) {
+                return e.execution_id.clone();
+            }
+            cur = parents.get(cur).copied().unwrap_or("");
+            hops += 1;
+        }
+        earliest.to_string()
+    };
+    let mut mine: Vec<Step> = steps
+        .iter()
+        .filter(|s| !exec_spans.contains_key(s.span_id.as_str()) && s.span_id != execution.span_id)
+        .filter(|s| trace_executions.len() <= 1 || owner(s) == execution.execution_id)
+        .cloned()
+        .collect();
+    mine.sort_by(|a, b| (a.start_time_ns, &a.span_id).cmp(&(b.start_time_ns, &b.span_id)));
+    mine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [10, 20, 30, 40];
+        assert_eq!(percentile(&v, 0.5), Some(20));
+        assert_eq!(percentile(&v, 0.95), Some(40));
+        assert_eq!(percentile(&v, 0.0), Some(10));
+        assert_eq!(percentile(&[], 0.5), None);
+        let w: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&w, 0.99), Some(99));
+        assert_eq!(percentile(&w, 0.95), Some(95));
+    }
+
+    fn row(name: &str, exec: &str, i: Option<u64>, o: Option<u64>, offset: i64) -> FunnelRow {
+        FunnelRow {
+            name: name.into(),
+            step_type: StepType::Filter,
+            status: Status::Completed,
+            execution_key: exec.into(),
+            duration_ns: Some(offset + 10),
+            offset_ns: offset,
+            candidates_in: i,
+            candidates_out: o,
+            rejections: Rejections::new(),
+            candidates: vec![],
+        }
+    }
+
+    #[test]
+    fn funnel_figures_are_exact() {
+        let mut a = row("filter", "e1", Some(100), Some(25), 10);
+        a.rejections.insert("price".into(), 75);
+        let b = row("filter", "e2", Some(0), Some(0), 20);
+        let c = row("filter", "e2", None, Some(3), 30);
+        let d = row("search", "e1", None, Some(100), 0);
+        let f = pipeline_funnel(vec![a, b, c, d]);
+        assert_eq!(
+            f.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["search", "filter"]
+        );
+        let filter = &f[1];
+        assert_eq!(
+            (filter.executions, filter.runs, filter.runs_with_counts),
+            (2, 3, 2)
+        );
+        assert_eq!((filter.total_in, filter.total_out), (100, 25));
+        assert_eq!(filter.mean_drop_rate, Some(0.75));
+        assert_eq!(filter.top_rejections, vec![("price".to_string(), 75)]);
+        assert_eq!(filter.mean_offset_ns, 20.0);
+        assert_eq!(f[0].mean_drop_rate, None);
+    }
+}

@@ -1,0 +1,456 @@
+//! Reads for the dashboard API, apps and keys.
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use xray_model::{ApiKey, App, Execution, Status, StepType};
+
+use super::SqliteBackend;
+use super::rows::{self, API_KEY_COLUMNS, EXECUTION_COLUMNS, STEP_COLUMNS, to_json};
+use crate::aggregate::{self, FunnelRow};
+use crate::{
+    Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
+    PipelineStepStats, PipelineSummary, Scope, Store, StoreError, TimeWindow,
+};
+
+fn be(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A WHERE clause built from fixed SQL fragments and bound values only.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<&'static str>,
+    values: Vec<Value>,
+}
+
+impl Where {
+    fn push(&mut self, clause: &'static str, values: impl IntoIterator<Item = Value>) {
+        self.clauses.push(clause);
+        self.values.extend(values);
+    }
+
+    fn scope(&mut self, scope: &Scope) {
+        if let Some(app) = scope.app() {
+            self.push("e.app = ?", [Value::Text(app.to_string())]);
+        }
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn list(
+    conn: &Connection,
+    scope: &Scope,
+    f: &ExecutionFilter,
+    page: &PageRequest,
+) -> Result<ExecutionPage, StoreError> {
+    if page.limit == 0 {
+        return Err(StoreError::InvalidArgument(
+            "limit must be at least 1".into(),
+        ));
+    }
+    let mut w = Where::default();
+    w.scope(scope);
+    if let Some(p) = &f.pipeline {
+        w.push("e.pipeline = ?", [text(p)]);
+    }
+    if let Some(s) = f.status {
+        w.push("e.status = ?", [text(s.as_str())]);
+    }
+    if let Some(v) = &f.environment {
+        w.push("e.environment = ?", [text(v)]);
+    }
+    if let Some(v) = &f.service {
+        w.push("e.service = ?", [text(v)]);
+    }
+    if let Some(v) = f.from_ns {
+        w.push("e.start_time_ns >= ?", [Value::Integer(v)]);
+    }
+    if let Some(v) = f.to_ns {
+        w.push("e.start_time_ns < ?", [Value::Integer(v)]);
+    }
+    if let Some(q) = f.q.as_deref().filter(|q| !q.is_empty()) {
+        w.push(
+            "(instr(e.execution_id, ?) > 0 OR instr(e.trace_id, ?) > 0 \
+             OR EXISTS (SELECT 1 FROM json_each(e.tags) t WHERE instr(t.value, ?) > 0))",
+            [text(q), text(q), text(q)],
+        );
+    }
+    if let Some(d) = f.min_duration_ns {
+        w.push("e.duration_ns >= ?", [Value::Integer(d)]);
+    }
+    if let Some(c) = &page.after {
+        w.push(
+            "(e.start_time_ns, e.app, e.execution_id) < (?, ?, ?)",
+            [
+                Value::Integer(c.start_time_ns),
+                text(&c.app),
+                text(&c.execution_id),
+            ],
+        );
+    }
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS}, \
+           (SELECT COUNT(*) FROM steps s WHERE s.app = e.app AND s.trace_id = e.trace_id AND s.span_id <> e.span_id) \
+         FROM executions e {} ORDER BY e.start_time_ns DESC, e.app DESC, e.execution_id DESC LIMIT ?",
+        w.sql()
+    );
+    let mut values = w.values;
+    values.push(Value::Integer(i64::from(page.limit) + 1));
+    let mut stmt = conn.prepare_cached(&sql).map_err(be)?;
+    let mut items = stmt
+        .query_map(params_from_iter(values), |r| {
+            Ok(ExecutionSummary {
+                execution: rows::execution(r)?,
+                step_count: r.get::<_, i64>(18)? as u64,
+            })
+        })
+        .map_err(be)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(be)?;
+    let next = if items.len() > page.limit as usize {
+        items.truncate(page.limit as usize);
+        items.last().map(|s| Cursor {
+            start_time_ns: s.execution.start_time_ns,
+            app: s.execution.app.clone(),
+            execution_id: s.execution.execution_id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(ExecutionPage { items, next })
+}
+
+fn is_trace_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDetail>, StoreError> {
+    let mut w = Where::default();
+    w.scope(scope);
+    w.push("e.execution_id = ?", [text(id)]);
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions e {} ORDER BY e.start_time_ns, e.execution_id LIMIT 1",
+        w.sql()
+    );
+    let mut found = conn
+        .query_row(&sql, params_from_iter(w.values), rows::execution)
+        .optional()
+        .map_err(be)?;
+    if found.is_none() && is_trace_id(id) {
+        let mut w = Where::default();
+        w.scope(scope);
+        w.push("e.trace_id = ?", [text(&id.to_ascii_lowercase())]);
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions e {} ORDER BY e.start_time_ns, e.execution_id LIMIT 1",
+            w.sql()
+        );
+        found = conn
+            .query_row(&sql, params_from_iter(w.values), rows::execution)
+            .optional()
+            .map_err(be)?;
+    }
+    let Some(execution) = found else {
+        return Ok(None);
+    };
+    let trace_executions = conn
+        .prepare_cached(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE e.app = ?1 AND e.trace_id = ?2"
+        ))
+        .map_err(be)?
+        .query_map(params![execution.app, execution.trace_id], rows::execution)
+        .map_err(be)?
+        .collect::<Result<Vec<Execution>, _>>()
+        .map_err(be)?;
+    let steps = conn
+        .prepare_cached(&format!(
+            "SELECT {STEP_COLUMNS} FROM steps WHERE app = ?1 AND trace_id = ?2"
+        ))
+        .map_err(be)?
+        .query_map(params![execution.app, execution.trace_id], rows::step)
+        .map_err(be)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(be)?;
+    let steps = aggregate::steps_of_execution(&execution, &trace_executions, steps);
+    Ok(Some(ExecutionDetail { execution, steps }))
+}
+
+fn pipelines(
+    conn: &Connection,
+    scope: &Scope,
+    window: TimeWindow,
+) -> Result<Vec<PipelineSummary>, StoreError> {
+    let mut w = Where::default();
+    w.scope(scope);
+    w.push(
+        "e.start_time_ns >= ? AND e.start_time_ns < ?",
+        [Value::Integer(window.from_ns), Value::Integer(window.to_ns)],
+    );
+    let sql = format!(
+        "SELECT e.pipeline, e.status, e.duration_ns, e.start_time_ns FROM executions e {}",
+        w.sql()
+    );
+    let mut stmt = conn.prepare(&sql).map_err(be)?;
+    let mut rows = stmt.query(params_from_iter(w.values)).map_err(be)?;
+    struct Acc {
+        executions: u64,
+        failed: u64,
+        durations: Vec<i64>,
+        last: i64,
+    }
+    let mut by: std::collections::BTreeMap<String, Acc> = Default::default();
+    while let Some(r) = rows.next().map_err(be)? {
+        let name: String = r.get(0).map_err(be)?;
+        let status: String = r.get(1).map_err(be)?;
+        let dur: Option<i64> = r.get(2).map_err(be)?;
+        let start: i64 = r.get(3).map_err(be)?;
+        let a = by.entry(name).or_insert(Acc {
+            executions: 0,
+            failed: 0,
+            durations: Vec::new(),
+            last: i64::MIN,
+        });
+        a.executions += 1;
+        if status == Status::Failed.as_str() {
+            a.failed += 1;
+        }
+        if let Some(d) = dur {
+            a.durations.push(d);
+        }
+        a.last = a.last.max(start);
+    }
+    Ok(by
+        .into_iter()
+        .map(|(pipeline, mut a)| {
+            a.durations.sort_unstable();
+            PipelineSummary {
+                pipeline,
+                executions: a.executions,
+                failed: a.failed,
+                p50_duration_ns: aggregate::percentile(&a.durations, 0.50),
+                p95_duration_ns: aggregate::percentile(&a.durations, 0.95),
+                p99_duration_ns: aggregate::percentile(&a.durations, 0.99),
+                last_seen_ns: a.last,
+            }
+        })
+        .collect())
+}
+
+fn pipeline_funnel(
+    conn: &Connection,
+    scope: &Scope,
+    pipeline: &str,
+    window: TimeWindow,
+) -> Result<Vec<PipelineStepStats>, StoreError> {
+    let mut w = Where::default();
+    w.scope(scope);
+    w.push("e.pipeline = ?", [text(pipeline)]);
+    w.push(
+        "e.start_time_ns >= ? AND e.start_time_ns < ?",
+        [Value::Integer(window.from_ns), Value::Integer(window.to_ns)],
+    );
+    let sql = format!(
+        "SELECT s.name, s.step_type, s.status, e.app || '/' || e.execution_id, s.duration_ns, \
+                s.start_time_ns - e.start_time_ns, s.candidates_in, s.candidates_out, s.rejections, s.candidates \
+         FROM executions e JOIN steps s ON s.app = e.app AND s.trace_id = e.trace_id AND s.span_id <> e.span_id {}",
+        w.sql()
+    );
+    let mut stmt = conn.prepare(&sql).map_err(be)?;
+    let rows = stmt
+        .query_map(params_from_iter(w.values), |r| {
+            let step_type: String = r.get(1)?;
+            let status: String = r.get(2)?;
+            let rej: String = r.get(8)?;
+            let cands: String = r.get(9)?;
+            Ok(FunnelRow {
+                name: r.get(0)?,
+                step_type: step_type.parse().unwrap_or(StepType::Custom),
+                status: status.parse().unwrap_or(Status::Completed),
+                execution_key: r.get(3)?,
+                duration_ns: r.get(4)?,
+                offset_ns: r.get(5)?,
+                candidates_in: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
+                candidates_out: r.get::<_, Option<i64>>(7)?.map(|v| v.max(0) as u64),
+                rejections: if rej.len() > 2 {
+                    serde_json::from_str(&rej).unwrap_or_default()
+                } else {
+                    Default::default()
+                },
+                candidates: if cands.len() > 2 {
+                    serde_json::from_str(&cands).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .map_err(be)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(be)?;
+    Ok(aggregate::pipeline_funnel(rows))
+}
+
+fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what.to_string()),
+        _ => be(e),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        })
+        .await
+    }
+
+    async fn list_executions(
+        &self,
+        scope: &Scope,
+        filter: &ExecutionFilter,
+        page: &PageRequest,
+    ) -> Result<ExecutionPage, StoreError> {
+        let (scope, filter, page) = (scope.clone(), filter.clone(), page.clone());
+        self.with_reader(move |c| list(c, &scope, &filter, &page))
+            .await
+    }
+
+    async fn get_execution(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<ExecutionDetail>, StoreError> {
+        let (scope, id) = (scope.clone(), id.to_string());
+        self.with_reader(move |c| get(c, &scope, &id)).await
+    }
+
+    async fn pipelines(
+        &self,
+        scope: &Scope,
+        window: TimeWindow,
+    ) -> Result<Vec<PipelineSummary>, StoreError> {
+        let scope = scope.clone();
+        self.with_reader(move |c| pipelines(c, &scope, window))
+            .await
+    }
+
+    async fn pipeline_funnel(
+        &self,
+        scope: &Scope,
+        pipeline: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<PipelineStepStats>, StoreError> {
+        let (scope, pipeline) = (scope.clone(), pipeline.to_string());
+        self.with_reader(move |c| pipeline_funnel(c, &scope, &pipeline, window))
+            .await
+    }
+
+    async fn create_app(&self, app: &App) -> Result<(), StoreError> {
+        let app = app.clone();
+        self.with_writer(move |c| {
+            c.execute(
+                "INSERT INTO apps (id, name, created_at_ns) VALUES (?1, ?2, ?3)",
+                params![app.id, app.name, app.created_at_ns],
+            )
+            .map_err(|e| conflict_or(e, &format!("app {}", app.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        self.with_reader(|c| {
+            c.prepare_cached("SELECT id, name, created_at_ns FROM apps ORDER BY created_at_ns, id")
+                .map_err(be)?
+                .query_map([], rows::app)
+                .map_err(be)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(be)
+        })
+        .await
+    }
+
+    async fn get_app(&self, id: &str) -> Result<Option<App>, StoreError> {
+        let id = id.to_string();
+        self.with_reader(move |c| {
+            c.query_row(
+                "SELECT id, name, created_at_ns FROM apps WHERE id = ?1",
+                [id],
+                rows::app,
+            )
+            .optional()
+            .map_err(be)
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.with_writer(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (id, app_id, prefix, hash, scopes, created_at_ns, revoked_at_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.id, key.app_id, key.prefix, key.hash, to_json(&key.scopes)?, key.created_at_ns, key.revoked_at_ns],
+            )
+            .map_err(|e| conflict_or(e, &format!("api key {}", key.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, app_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let app_id = app_id.to_string();
+        self.with_reader(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE app_id = ?1 ORDER BY created_at_ns, id"
+            ))
+            .map_err(be)?
+            .query_map([app_id], rows::api_key)
+            .map_err(be)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(be)
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = hash.to_string();
+        self.with_reader(move |c| {
+            c.query_row(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1"),
+                [hash],
+                rows::api_key,
+            )
+            .optional()
+            .map_err(be)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ns: i64) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_writer(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE api_keys SET revoked_at_ns = COALESCE(revoked_at_ns, ?2) WHERE id = ?1",
+                    params![id, at_ns],
+                )
+                .map_err(be)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
