@@ -165,7 +165,10 @@ fn million_steps() {
         .iter()
         .map(|(n, b)| format!("{}k:{:.0}", n / 1000, kib(*b)))
         .collect();
-    println!("  live heap above baseline, KiB, by steps: {}", line.join(" "));
+    println!(
+        "  live heap above baseline, KiB, by steps: {}",
+        line.join(" ")
+    );
     let half = checkpoints.len() / 2;
     let max = |c: &[(usize, i64)]| c.iter().map(|x| x.1).max().unwrap_or(0);
     println!(
@@ -175,7 +178,11 @@ fn million_steps() {
     );
     println!(
         "  stats: executions {} steps {} dropped_spans {} failed_spans {} exported_spans {}",
-        st.executions_ended, st.steps_recorded, st.dropped_spans, st.failed_spans, st.exported_spans
+        st.executions_ended,
+        st.steps_recorded,
+        st.dropped_spans,
+        st.failed_spans,
+        st.exported_spans
     );
     xray.shutdown().ok();
     println!(

@@ -165,6 +165,8 @@ impl ExecutionBuilder {
 
 #[derive(Debug, Default)]
 struct ExecState {
+    // Boxed: a step arrives boxed from its builder and is moved in as is.
+    #[allow(clippy::vec_box)]
     steps: Vec<Box<StepData>>,
     dropped_steps: u64,
     tags: Vec<String>,

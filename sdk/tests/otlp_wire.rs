@@ -24,13 +24,16 @@ mod example;
 
 /// What a receiver saw: each request with the API key header it carried.
 #[derive(Debug, Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Option<String>, ExportTraceServiceRequest)>>>);
+struct Received(Arc<Mutex<Vec<Delivery>>>);
+
+/// One request and the API key it carried.
+type Delivery = (Option<String>, ExportTraceServiceRequest);
 
 impl Received {
     fn push(&self, key: Option<String>, req: ExportTraceServiceRequest) {
         self.0.lock().unwrap().push((key, req));
     }
-    fn take(&self) -> Vec<(Option<String>, ExportTraceServiceRequest)> {
+    fn take(&self) -> Vec<Delivery> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
 }
@@ -176,7 +179,7 @@ fn check_funnel(rows: &[FunnelRow]) {
     assert_eq!(rows[4].candidates_out, Some(1));
 }
 
-fn all_spans(requests: &[(Option<String>, ExportTraceServiceRequest)]) -> Vec<Span> {
+fn all_spans(requests: &[Delivery]) -> Vec<Span> {
     requests
         .iter()
         .flat_map(|(_, r)| &r.resource_spans)
@@ -185,10 +188,7 @@ fn all_spans(requests: &[(Option<String>, ExportTraceServiceRequest)]) -> Vec<Sp
         .collect()
 }
 
-fn check_snapshot_delivery(
-    requests: Vec<(Option<String>, ExportTraceServiceRequest)>,
-    exec_id: &str,
-) {
+fn check_snapshot_delivery(requests: Vec<Delivery>, exec_id: &str) {
     assert!(!requests.is_empty());
     for (key, _) in &requests {
         assert_eq!(key.as_deref(), Some("xr_test_key"));
