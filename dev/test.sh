@@ -4,14 +4,16 @@
 #   dev/test.sh
 #
 # 1. Python test tools into dev/.venv (pinned requirement files; reinstalled
-#    only when they change): the ClickHouse dev server, the OTel Python SDK.
+#    only when they change): the ClickHouse dev server, the OTel Python SDK
+#    and exporters the collector's real-client tests drive.
 # 2. PostgreSQL: uses XRAY_TEST_POSTGRES_URL when set; else a server on
 #    127.0.0.1:5432, started (or installed from Debian's packages and
 #    started) when none answers.
 # 3. ClickHouse: uses XRAY_TEST_CLICKHOUSE_URL when set (a real server);
 #    else starts the dev server (dev/clickhouse-server) on a free port.
-# 4. Runs every Rust test of the workspace, the dev server's own tests and,
-#    when present, the Helm chart's tests.
+# 4. Runs every Rust test of the workspace, the dev server's own tests, the
+#    Helm chart's tests and the web UI's end-to-end tests (headless Chromium,
+#    installed from Debian's packages when missing).
 #
 # Everything it starts is stopped on exit.
 set -euo pipefail
@@ -90,9 +92,12 @@ say "Rust tests (cargo test --workspace)"
 cargo test --workspace --all-targets --no-fail-fast
 cargo test --workspace --doc --no-fail-fast
 
-if [ -x helm/test.sh ]; then
-  say "Helm chart tests"
-  cargo build -q -p xray
-  XRAY_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/xray" helm/test.sh
-fi
+cargo build -q -p xray
+xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
+
+say "Helm chart tests"
+XRAY_BIN="$xray_bin" helm/test.sh
+
+say "Web UI end-to-end tests (headless Chromium)"
+XRAY_BIN="$xray_bin" ui/e2e/run.sh
 say "all tests passed"

@@ -8,6 +8,8 @@
 //! - `xray dashboard-api`: only the HTTP API.
 //! - `xray migrate`: apply the store's migrations and exit.
 //! - `xray config`: print the effective configuration, secrets masked.
+//! - `xray loadgen`: send realistic OTLP load and report what was acknowledged.
+//! - `xray fill-store`: bulk-write generated executions into the store.
 
 #![allow(clippy::print_stdout)] // a CLI prints
 
@@ -43,6 +45,11 @@ enum Command {
     Migrate,
     /// Print the effective configuration (TOML), secrets masked, then exit.
     Config,
+    /// Send realistic OTLP load to an endpoint and report what was acknowledged.
+    Loadgen(xray_loadgen::LoadgenArgs),
+    /// Write generated executions straight into the configured store (for
+    /// query benchmarks).
+    FillStore(xray_loadgen::FillArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +82,22 @@ fn main() -> ExitCode {
             Command::Collector => run::serve(config, run::Parts::COLLECTOR).await,
             Command::DashboardApi => run::serve(config, run::Parts::API).await,
             Command::Migrate => run::migrate(config).await,
+            Command::Loadgen(args) => {
+                let json = args.json;
+                let report = xray_loadgen::run(args).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{report}");
+                }
+                Ok(())
+            }
+            Command::FillStore(args) => {
+                use std::io::IsTerminal;
+                let report = xray_loadgen::fill(&args, &config.storage, std::io::stderr().is_terminal()).await?;
+                println!("{report}");
+                Ok(())
+            }
             Command::Config => unreachable!("handled before the runtime starts"),
         }
     });
