@@ -2,8 +2,9 @@
 //!
 //! Wire format: protobuf `ExportTraceServiceRequest` over HTTP/2 (tonic),
 //! gzip-compressed or not. Messages larger than
-//! `receivers.otlp.max_message_bytes` *after* decompression are refused with
-//! `RESOURCE_EXHAUSTED` by tonic before any mapping. The API key comes from
+//! `receivers.otlp.max_message_bytes` *after* decompression are refused by
+//! tonic before any mapping (`RESOURCE_EXHAUSTED` when compressed,
+//! `OUT_OF_RANGE` otherwise); decompression stops at the limit. The API key comes from
 //! the `x-api-key` or `authorization: Bearer …` metadata. Rejected spans are
 //! reported in `partial_success`; a full queue answers `UNAVAILABLE` so OTel
 //! exporters retry.
