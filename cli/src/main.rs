@@ -94,7 +94,9 @@ fn main() -> ExitCode {
             }
             Command::FillStore(args) => {
                 use std::io::IsTerminal;
-                let report = xray_loadgen::fill(&args, &config.storage, std::io::stderr().is_terminal()).await?;
+                let report =
+                    xray_loadgen::fill(&args, &config.storage, std::io::stderr().is_terminal())
+                        .await?;
                 println!("{report}");
                 Ok(())
             }
