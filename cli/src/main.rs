@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "xray", version, about, long_about = None)]
 struct Cli {
     /// Configuration file (TOML). Default: ./xray.toml when present.
-    /// Environment variables XRAY_<SECTION>__<KEY> override it.
+    /// Environment variables `XRAY_<SECTION>__<KEY>` override it.
     #[arg(long, short, global = true, env = "XRAY_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
 

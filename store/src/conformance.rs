@@ -1,7 +1,7 @@
 //! The conformance suite every backend runs.
 //!
 //! Each check is a public async function taking a fresh
-//! [`TestBackend`](crate::testing::TestBackend); [`conformance_suite!`](crate::conformance_suite)
+//! [`crate::testing::TestBackend`]; [`conformance_suite!`](crate::conformance_suite)
 //! turns them into one `#[tokio::test]` each for a given backend constructor:
 //!
 //! ```ignore

@@ -6,9 +6,9 @@
 //! - Schema: `migrations/clickhouse/*.sql` templates rendered for the
 //!   configured database, TTL and (optional) cluster, see [`schema`] and
 //!   `docs/clickhouse.md`.
-//! - Sink ([`sink`]): one `INSERT` per table per batch; errors are classified
+//! - Sink (`sink.rs`): one `INSERT` per table per batch; errors are classified
 //!   retryable or permanent from the ClickHouse error code.
-//! - Store ([`store`]): parameterized queries only (`{name:Type}` server-side
+//! - Store (`store.rs`): parameterized queries only (`{name:Type}` server-side
 //!   parameters), scoped by app, newest version per identity with
 //!   `LIMIT 1 BY` instead of `FINAL`.
 
