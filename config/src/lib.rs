@@ -232,13 +232,51 @@ impl Default for PipelineConfig {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Reject ingest and reads without a valid API key.
     pub required: bool,
     /// Token that manages apps and reads every app (secret); empty disables admin access.
     pub admin_token: String,
+    /// How long a key lookup is cached, in ms (0 disables the cache). A
+    /// revoked key keeps working on other replicas for at most this long;
+    /// at most 5000.
+    pub cache_ttl_ms: u64,
+    /// `[auth.rate_limit]`: per-key request rate limit.
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            required: false,
+            admin_token: String::new(),
+            cache_ttl_ms: 2000,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// `[auth.rate_limit]`: a token bucket per API key, per process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second allowed for one API key; 0 disables
+    /// the limit.
+    pub requests_per_sec: f64,
+    /// Requests one key may send in a burst above the sustained rate (the
+    /// bucket's size); at least 1 when the limit is on.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 0.0,
+            burst: 100,
+        }
+    }
 }
 
 /// Log output format.

@@ -14,6 +14,10 @@ pub struct ValidationError {
     pub message: String,
 }
 
+/// Longest allowed `auth.cache_ttl_ms`: revocation must reach every replica
+/// within 5 s.
+const MAX_AUTH_CACHE_TTL_MS: u64 = 5000;
+
 fn err(key: &str, message: impl Into<String>) -> ValidationError {
     ValidationError {
         key: key.into(),
@@ -128,13 +132,36 @@ impl Config {
         if p.write_timeout_ms == 0 {
             errors.push(err("pipeline.write_timeout_ms", "must be at least 1"));
         }
-        if self.auth.required && self.auth.admin_token.is_empty() {
-            // Allowed (keys can be created with `xray apps`), but a short token is not.
-        }
+        // `auth.required` without an admin token is allowed (keys can be
+        // created with `xray apps`), but a short token is not.
         if !self.auth.admin_token.is_empty() && self.auth.admin_token.len() < 16 {
             errors.push(err(
                 "auth.admin_token",
                 "must be at least 16 characters (or empty to disable admin access)",
+            ));
+        }
+        if self.auth.cache_ttl_ms > MAX_AUTH_CACHE_TTL_MS {
+            errors.push(err(
+                "auth.cache_ttl_ms",
+                format!(
+                    "{} is too long: revoked keys must stop working within 5 s, so at most {MAX_AUTH_CACHE_TTL_MS}",
+                    self.auth.cache_ttl_ms
+                ),
+            ));
+        }
+        let rl = &self.auth.rate_limit;
+        if !rl.requests_per_sec.is_finite() || rl.requests_per_sec < 0.0 {
+            errors.push(err(
+                "auth.rate_limit.requests_per_sec",
+                format!(
+                    "{} must be a number of at least 0 (0 disables the limit)",
+                    rl.requests_per_sec
+                ),
+            ));
+        } else if rl.requests_per_sec > 0.0 && rl.burst == 0 {
+            errors.push(err(
+                "auth.rate_limit.burst",
+                "must be at least 1 when auth.rate_limit.requests_per_sec is set",
             ));
         }
         if self.log.level.trim().is_empty() {
@@ -178,5 +205,31 @@ mod tests {
             errs[0].to_string(),
             "api.addr: \"localhost\" is not an address like 127.0.0.1:8080 or [::]:8080"
         );
+    }
+
+    #[test]
+    fn auth_cache_and_rate_limit_are_checked() {
+        let mut c = Config::default();
+        c.auth.cache_ttl_ms = 5000;
+        c.auth.rate_limit.requests_per_sec = 2.5;
+        c.validate().unwrap();
+        c.auth.cache_ttl_ms = 5001;
+        c.auth.rate_limit.burst = 0;
+        let keys: Vec<_> = c
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["auth.cache_ttl_ms", "auth.rate_limit.burst"]);
+        c.auth.cache_ttl_ms = 0;
+        c.auth.rate_limit.requests_per_sec = -1.0;
+        let keys: Vec<_> = c
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["auth.rate_limit.requests_per_sec"]);
     }
 }

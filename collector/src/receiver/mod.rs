@@ -107,16 +107,7 @@ impl Ingest {
         let accepted = outcome.accepted_spans;
         let rejected = outcome.rejected_spans;
         let message = outcome.error_message();
-        match self.pipeline.try_enqueue(outcome.batch) {
-            Ok(()) => {}
-            Err(e) => {
-                metrics::record_refused(transport, started.elapsed());
-                return Err(match e {
-                    EnqueueError::Full => IngestError::Busy,
-                    EnqueueError::Closed => IngestError::ShuttingDown,
-                });
-            }
-        }
+        self.submit(outcome.batch, transport, started).await?;
         metrics::record_request(transport, accepted, rejected, started.elapsed());
         if rejected > 0 {
             tracing::debug!(accepted, rejected, reason = %message, "spans rejected");
@@ -127,6 +118,31 @@ impl Ingest {
                 error_message: message,
             }),
         })
+    }
+}
+
+impl Ingest {
+    /// Hands mapped rows to the pipeline. Every receiver (OTLP and the
+    /// legacy JSON endpoints) submits through here, so what applies to one
+    /// ingest path (processors, backpressure, durability) applies to all.
+    /// On error nothing of `batch` was accepted and the caller must tell
+    /// the client to retry.
+    pub(crate) async fn submit(
+        &self,
+        batch: xray_model::MappedBatch,
+        transport: Transport,
+        started: Instant,
+    ) -> Result<(), IngestError> {
+        match self.pipeline.try_enqueue(batch) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                metrics::record_refused(transport, started.elapsed());
+                Err(match e {
+                    EnqueueError::Full => IngestError::Busy,
+                    EnqueueError::Closed => IngestError::ShuttingDown,
+                })
+            }
+        }
     }
 }
 
