@@ -312,6 +312,72 @@ pub(crate) fn json(v: Value) -> Result<serde_json::Value, String> {
     }
 }
 
+/// One count of a rejection histogram as sent: a non-negative integer (a
+/// JSON number or a numeric string), or anything else, kept as JSON text
+/// for the warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// A usable count.
+    Valid(u64),
+    /// Not a non-negative integer: the value as JSON text.
+    Invalid(String),
+}
+
+impl Count {
+    /// The count a JSON value stands for.
+    pub(crate) fn from_json(v: &serde_json::Value) -> Count {
+        let valid = match v {
+            serde_json::Value::Number(x) => x.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        valid.map_or_else(|| Count::Invalid(v.to_string()), Count::Valid)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a count")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Count, E> {
+                Ok(Count::Valid(n))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Count, E> {
+                Ok(u64::try_from(n).map_or_else(|_| Count::Invalid(n.to_string()), Count::Valid))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Count, E> {
+                Ok(Count::from_json(&serde_json::Value::from(n)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Count, E> {
+                Ok(Count::from_json(&serde_json::Value::String(s.to_string())))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Count, E> {
+                Ok(Count::Invalid(b.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count::Invalid("null".into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
+                let v: serde_json::Value = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(Count::Invalid(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+                let v: serde_json::Value = serde::Deserialize::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(Count::Invalid(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::StringValue(_) => "a string",
@@ -346,6 +412,36 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_counts_parse_directly_and_keep_bad_values_as_json() {
+        let m: std::collections::BTreeMap<String, Count> = serde_json::from_str(
+            r#"{"a":4700,"b":" 12 ","c":-1,"d":4.5,"e":"x","f":[1,{"g":2}],"h":{"i":null},"j":null,"k":true,"l":18446744073709551615}"#,
+        )
+        .unwrap();
+        let got: Vec<(&str, &Count)> = m.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", &Count::Valid(4700)),
+                ("b", &Count::Valid(12)),
+                ("c", &Count::Invalid("-1".into())),
+                ("d", &Count::Invalid("4.5".into())),
+                ("e", &Count::Invalid("\"x\"".into())),
+                ("f", &Count::Invalid(r#"[1,{"g":2}]"#.into())),
+                ("h", &Count::Invalid(r#"{"i":null}"#.into())),
+                ("j", &Count::Invalid("null".into())),
+                ("k", &Count::Invalid("true".into())),
+                ("l", &Count::Valid(u64::MAX)),
+            ]
+        );
+        // The same rule as for values that arrive as OTLP key-value lists.
+        assert_eq!(Count::from_json(&serde_json::json!(7)), Count::Valid(7));
+        assert_eq!(
+            Count::from_json(&serde_json::json!(-7)),
+            Count::Invalid("-7".into())
+        );
+    }
 
     #[test]
     fn counts_accept_numbers_and_numeric_strings_only() {

@@ -103,6 +103,15 @@ impl MapOutcome {
 /// Maps one export request to executions and steps. Pure: no I/O, no clock.
 pub fn map(request: ExportTraceServiceRequest, ctx: &IngestContext) -> MapOutcome {
     let mut out = MapOutcome::default();
+    // Nearly every span becomes one row: size the row vectors once instead
+    // of growing (and copying) them span by span.
+    let spans: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| r.scope_spans.iter())
+        .map(|s| s.spans.len())
+        .sum();
+    out.batch.steps.reserve(spans);
     for rs in request.resource_spans {
         let resource =
             ResourceInfo::from_attributes(rs.resource.map(|r| r.attributes).unwrap_or_default());
@@ -152,6 +161,19 @@ struct Ids {
     parent_span_id: String,
 }
 
+/// Lowercase hex of `bytes` (ids are hot: one table lookup per nibble
+/// instead of the generic char-by-char encoder).
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    // Only ASCII digits were written, so this never fails.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 fn check_id(what: &str, bytes: &[u8], len: usize) -> Result<(), String> {
     if bytes.is_empty() {
         Err(format!("{what} is empty"))
@@ -183,11 +205,11 @@ fn ids(span: &Span) -> Result<Ids, String> {
             parent.len()
         )));
     } else {
-        hex::encode(parent)
+        lower_hex(parent)
     };
     Ok(Ids {
-        trace_id: hex::encode(&span.trace_id),
-        span_id: hex::encode(&span.span_id),
+        trace_id: lower_hex(&span.trace_id),
+        span_id: lower_hex(&span.span_id),
         parent_span_id,
     })
 }
@@ -766,34 +788,60 @@ fn rejections(
     v: opentelemetry_proto::tonic::common::v1::any_value::Value,
     w: &mut Warnings,
 ) -> xray_model::Rejections {
-    let mut out = xray_model::Rejections::new();
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
     let key = sc::STEP_REJECTIONS;
-    match attrs::json(v) {
-        Ok(serde_json::Value::Object(map)) => {
+    // The usual shape, a JSON object in a string attribute, is parsed straight
+    // into counts (no intermediate `serde_json::Value` tree): this runs for
+    // every filter step.
+    let parsed: Result<std::collections::BTreeMap<String, attrs::Count>, String> = match v {
+        V::StringValue(s) => match serde_json::from_str(&s) {
+            Ok(map) => Ok(map),
+            Err(_) => match serde_json::from_str::<serde_json::Value>(&s) {
+                Ok(other) => {
+                    w.push(
+                        key,
+                        format!(
+                            "expected a JSON object reason → count, got {}; ignored",
+                            json_kind(&other)
+                        ),
+                    );
+                    return xray_model::Rejections::new();
+                }
+                Err(e) => Err(format!("invalid JSON ({e})")),
+            },
+        },
+        other => match attrs::to_json(&other) {
+            serde_json::Value::Object(map) => Ok(map
+                .into_iter()
+                .map(|(reason, n)| (reason, attrs::Count::from_json(&n)))
+                .collect()),
+            other => {
+                w.push(
+                    key,
+                    format!(
+                        "expected a JSON object reason → count, got {}; ignored",
+                        json_kind(&other)
+                    ),
+                );
+                return xray_model::Rejections::new();
+            }
+        },
+    };
+    let mut out = xray_model::Rejections::new();
+    match parsed {
+        Ok(map) => {
             for (reason, n) in map {
-                let count = match &n {
-                    serde_json::Value::Number(x) => x.as_u64(),
-                    serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
-                    _ => None,
-                };
-                match count {
-                    Some(c) => {
+                match n {
+                    attrs::Count::Valid(c) => {
                         out.insert(reason, c);
                     }
-                    None => w.push(
+                    attrs::Count::Invalid(text) => w.push(
                         key,
-                        format!("count of \"{reason}\" is not a non-negative integer ({n}); entry ignored"),
+                        format!("count of \"{reason}\" is not a non-negative integer ({text}); entry ignored"),
                     ),
                 }
             }
         }
-        Ok(other) => w.push(
-            key,
-            format!(
-                "expected a JSON object reason → count, got {}; ignored",
-                json_kind(&other)
-            ),
-        ),
         Err(e) => w.push(key, format!("{e}; ignored")),
     }
     out

@@ -22,11 +22,23 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// Embedded migrations: `(version, name, sql)`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_rowid_tables.sql",
+        include_str!("../../../migrations/sqlite/0002_rowid_tables.sql"),
+    ),
+];
+
+/// Page size of new database files. Rows carry prompts and outputs of a few
+/// KB; 16 KiB pages keep most of them off overflow chains. Existing files
+/// keep theirs.
+const PAGE_SIZE: i64 = 16_384;
 
 const READERS: usize = 4;
 
@@ -81,6 +93,10 @@ impl SqliteBackend {
         }
         let writer = Connection::open(path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // Only takes effect on a file without tables yet, so set it first.
+        writer
+            .pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(backend_err)?;
         let mode: String = writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(backend_err)?;
