@@ -1,7 +1,7 @@
 //! `xray apps` driven through the real binary: on the embedded SQLite store
 //! (and the keys it prints then work against `xray serve` with
 //! `auth.required = true`), and on Postgres when `XRAY_TEST_POSTGRES_URL`
-//! is set.
+//! is set. Plus revocation across two server processes over one store.
 
 mod common;
 
@@ -205,5 +205,91 @@ fn apps_on_postgres() {
         .unwrap()
         .expect("key stored in postgres");
     assert_eq!(stored.app_id, "checkout-ranking");
+    drop(db);
+}
+
+/// Two processes over one store (`xray dashboard-api` and `xray serve`, as
+/// two replicas would be): a key revoked through the admin API of the
+/// first is refused by the second, for reads and for ingest, once its
+/// cache entry (`auth.cache_ttl_ms`) expires.
+fn revocation_across_processes(dir: &Path, store_env: &[(&str, &str)]) {
+    const ADMIN: &str = "replica-admin-token-0123456789";
+    let out = run(
+        &["apps", "create", "--name", "Replicas", "--json"],
+        store_env,
+        dir,
+    );
+    let created = json(&out);
+    let key = created["key"]["key"].as_str().unwrap().to_string();
+    let key_id = created["key"]["id"].as_str().unwrap().to_string();
+    let mut env = store_env.to_vec();
+    env.extend([
+        ("XRAY_AUTH__REQUIRED", "true"),
+        ("XRAY_AUTH__ADMIN_TOKEN", ADMIN),
+        ("XRAY_AUTH__CACHE_TTL_MS", "500"),
+    ]);
+    let api = Server::start_part("dashboard-api", dir, &env);
+    let both = Server::start(dir, &env);
+    let with_key = [("x-api-key", key.as_str())];
+    let body = otlp_json("5b8efff798038103d269b633813fc60c", "replicas");
+    let ingest = || {
+        http(
+            &both.otlp_http,
+            "POST",
+            "/v1/traces",
+            &with_key,
+            Some(("application/json", body.as_bytes())),
+        )
+        .unwrap()
+        .0
+    };
+    for server in [&api, &both] {
+        let (s, _, b) = http(&server.api, "GET", "/api/v1/executions", &with_key, None).unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    assert_eq!(ingest(), 200, "the key is cached on the second process");
+
+    let bearer = format!("Bearer {ADMIN}");
+    let (s, _, b) = http(
+        &api.api,
+        "DELETE",
+        &format!("/api/v1/keys/{key_id}"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let (s, _, _) = http(&api.api, "GET", "/api/v1/executions", &with_key, None).unwrap();
+    assert_eq!(s, 401, "the revoking process refuses at once");
+    // the other process: polled, with a deadline far above the TTL
+    wait_for(&both.api, "/api/v1/executions", &with_key, 401);
+    assert_eq!(ingest(), 401, "ingest is refused too");
+}
+
+#[test]
+fn a_revoked_key_is_refused_by_another_process_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    revocation_across_processes(dir.path(), &[]);
+}
+
+#[test]
+fn a_revoked_key_is_refused_by_another_process_on_postgres() {
+    let Ok(base) = std::env::var("XRAY_TEST_POSTGRES_URL") else {
+        eprintln!("XRAY_TEST_POSTGRES_URL is not set: skipping (dev/test.sh sets it)");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(xray_store::postgres::testing::isolated_at(&base));
+    let dir = tempfile::tempdir().unwrap();
+    revocation_across_processes(
+        dir.path(),
+        &[
+            ("XRAY_STORAGE__BACKEND", "postgres"),
+            ("XRAY_STORAGE__POSTGRES__URL", db.url.as_str()),
+        ],
+    );
     drop(db);
 }

@@ -79,11 +79,17 @@ impl Server {
     /// Starts `xray serve` in `dir` with `env` on top of free ports and
     /// quick flushes; waits for `/healthz`.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_part("serve", dir, env)
+    }
+
+    /// Like [`Server::start`] for any of `serve`, `collector` and
+    /// `dashboard-api`.
+    pub fn start_part(subcommand: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
         let api = free_addr();
         let otlp_http = free_addr();
         let otlp_grpc = free_addr();
         let mut cmd = Command::new(XRAY);
-        cmd.arg("serve")
+        cmd.arg(subcommand)
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .env("XRAY_API__ADDR", &api)
@@ -109,11 +115,11 @@ impl Server {
                 return server;
             }
             if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("xray serve exited with {status} before answering /healthz");
+                panic!("xray {subcommand} exited with {status} before answering /healthz");
             }
             assert!(
                 Instant::now() < deadline,
-                "xray serve did not answer /healthz on {} within 30 s",
+                "xray {subcommand} did not answer /healthz on {} within 30 s",
                 server.api
             );
             std::thread::sleep(Duration::from_millis(50));
