@@ -83,7 +83,7 @@ pub(crate) async fn run(config: &Config, args: AppsArgs) -> Result<String> {
                 .map_err(|e| manage_error(e, "create the app"))?;
             let created = CreatedApp::new(&app, &record, key);
             if json {
-                return Ok(to_json(&created)?);
+                return to_json(&created);
             }
             Ok(format!(
                 "Created app \"{}\" (id {}).\n{}",
@@ -98,7 +98,7 @@ pub(crate) async fn run(config: &Config, args: AppsArgs) -> Result<String> {
                 .map_err(|e| manage_error(e, "list the apps"))?;
             if json {
                 let views: Vec<AppView> = apps.iter().map(AppView::from).collect();
-                return Ok(to_json(&views)?);
+                return to_json(&views);
             }
             Ok(table(&apps))
         }
@@ -110,7 +110,7 @@ pub(crate) async fn run(config: &Config, args: AppsArgs) -> Result<String> {
                 .map_err(|e| manage_error(e, "create the key"))?;
             let new = NewKey::new(&record, key);
             if json {
-                return Ok(to_json(&new)?);
+                return to_json(&new);
             }
             Ok(format!(
                 "Created a key for app \"{}\".\n{}",
@@ -130,10 +130,10 @@ pub(crate) async fn run(config: &Config, args: AppsArgs) -> Result<String> {
                 );
             }
             if json {
-                return Ok(to_json(&RevokedKey {
+                return to_json(&RevokedKey {
                     id: key_id,
                     revoked: true,
-                })?);
+                });
             }
             Ok(format!(
                 "Revoked key {key_id}. Running servers refuse it within auth.cache_ttl_ms ({} ms).\n",
