@@ -24,11 +24,13 @@ use crate::{
 };
 
 /// A query under construction: SQL fragments plus the parameters they use.
+#[derive(Clone)]
 pub(super) struct Sql {
     pub(super) text: String,
     params: Vec<(&'static str, Param)>,
 }
 
+#[derive(Clone)]
 pub(super) enum Param {
     Str(String),
     I64(i64),
@@ -76,6 +78,10 @@ impl Sql {
         q
     }
 }
+
+/// Length of the first time range a newest-first list reads (ns); see
+/// `ClickhouseBackend::newest_first`.
+const LIST_FIRST_SPAN_NS: i64 = 60 * 1_000_000_000;
 
 /// The newest version of each execution among those matching `filter` (SQL
 /// over `executions`, with its parameters already bound in `sql`).
@@ -189,6 +195,64 @@ impl ClickhouseBackend {
         Ok(Traces::new(executions, steps))
     }
 
+    /// The first `limit + 1` executions, newest first, that match `inner`
+    /// (filters on columns that never change between versions, applied
+    /// before deduplication) and `outer` (filters on the newest version),
+    /// with every parameter of both bound in `sql` plus `limit` (= `limit + 1`).
+    /// `None` when nothing matches `inner`.
+    ///
+    /// Instead of deduplicating every execution of the app, it reads a time
+    /// range ending at the newest matching start, [`LIST_FIRST_SPAN_NS`]
+    /// long, and widens it 16-fold until the page is full or the range
+    /// covers every matching row: each read is a sort-key range (day
+    /// partitions, then `(app, pipeline, start_time)`). Rows outside a range
+    /// are all older than every row inside, so a full page from a range is
+    /// the page.
+    async fn newest_first(
+        &self,
+        sql: &Sql,
+        inner: &str,
+        outer: &str,
+        limit: u32,
+    ) -> Result<Option<Vec<Execution>>, StoreError> {
+        let mut bounds = sql.clone();
+        bounds.text = format!(
+            "SELECT toUnixTimestamp64Nano(min(start_time)) AS lo, \
+             toUnixTimestamp64Nano(max(start_time)) AS hi, count() AS n \
+             FROM executions WHERE {inner}"
+        );
+        let b: BoundsRow = bounds
+            .query(&self.inner.client)
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        if b.n == 0 {
+            return Ok(None);
+        }
+        let mut span = LIST_FIRST_SPAN_NS;
+        loop {
+            let from = b.hi.saturating_sub(span);
+            let whole = from <= b.lo;
+            let mut q = sql.clone();
+            let range = if whole {
+                inner.to_string()
+            } else {
+                q.bind("range_from", Param::I64(from));
+                format!("{inner} AND start_time >= fromUnixTimestamp64Nano({{range_from:Int64}})")
+            };
+            q.text = format!(
+                "SELECT {EXECUTION_COLUMNS} FROM ({}) WHERE {outer} \
+                 ORDER BY start_time DESC, app DESC, execution_id DESC LIMIT {{limit:UInt32}}",
+                latest_executions(EXECUTION_COLUMNS, &range)
+            );
+            let executions = self.fetch_executions(&q).await?;
+            if whole || executions.len() > limit as usize {
+                return Ok(Some(executions));
+            }
+            span = span.saturating_mul(16);
+        }
+    }
+
     async fn fetch_steps(&self, sql: &Sql) -> Result<Vec<Step>, StoreError> {
         let rows: Vec<StepRow> = sql
             .query(&self.inner.client)
@@ -295,12 +359,13 @@ impl Store for ClickhouseBackend {
             );
         }
         sql.bind("limit", Param::U32(page.limit.saturating_add(1)));
-        sql.text = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM ({}) WHERE {outer} \
-             ORDER BY start_time DESC, app DESC, execution_id DESC LIMIT {{limit:UInt32}}",
-            latest_executions(EXECUTION_COLUMNS, &inner)
-        );
-        let mut executions = self.fetch_executions(&sql).await?;
+        let Some(mut executions) = self.newest_first(&sql, &inner, &outer, page.limit).await?
+        else {
+            return Ok(ExecutionPage {
+                items: Vec::new(),
+                next: None,
+            });
+        };
         let more = executions.len() > page.limit as usize;
         executions.truncate(page.limit as usize);
         let traces = self
