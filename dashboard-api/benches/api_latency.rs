@@ -328,7 +328,10 @@ fn main() {
         let have = count(&backend).await;
         let what = xray_store::describe(&storage);
         if have != n {
-            assert_eq!(have, 0, "{what} holds {have} executions, not {n}: remove it");
+            assert_eq!(
+                have, 0,
+                "{what} holds {have} executions, not {n}: remove it"
+            );
             load(&backend, n).await;
         } else {
             eprintln!("reusing {what} ({n} executions)");

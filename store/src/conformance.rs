@@ -930,7 +930,12 @@ pub async fn pipeline_funnel_corner_cases(t: TestBackend) {
     );
     let (fetch, group, judge, wait) = (&f[0], &f[1], &f[2], &f[3]);
     assert_eq!(
-        (fetch.executions, fetch.runs, fetch.failed, fetch.runs_with_counts),
+        (
+            fetch.executions,
+            fetch.runs,
+            fetch.failed,
+            fetch.runs_with_counts
+        ),
         (2, 3, 1, 0),
         "[{}] fetch counts",
         t.name
@@ -951,7 +956,12 @@ pub async fn pipeline_funnel_corner_cases(t: TestBackend) {
     );
     assert_eq!(fetch.step_type, StepType::Retrieval);
     assert_eq!(
-        (group.runs, group.total_in, group.total_out, group.mean_drop_rate),
+        (
+            group.runs,
+            group.total_in,
+            group.total_out,
+            group.mean_drop_rate
+        ),
         (1, 40, 4, Some(0.9)),
         "[{}] group",
         t.name

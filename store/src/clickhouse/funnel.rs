@@ -211,9 +211,7 @@ impl ClickhouseBackend {
             window_executions("app, execution_id, trace_id", scope)
         ));
         bind_window(&mut shared, scope, pipeline, window);
-        shared
-            .bind("lo", Param::I64(lo))
-            .bind("hi", Param::I64(hi));
+        shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
         let shared: Vec<TraceRow> = shared
             .query(&self.inner.client)
             .fetch_all()

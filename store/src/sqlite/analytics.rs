@@ -111,7 +111,10 @@ fn shared_trace_assignment(
 ) -> Result<String, StoreError> {
     let mut w = window_filter(scope, pipeline, window);
     w.push(SHARED_TRACE, []);
-    let sql = format!("SELECT DISTINCT e.app, e.trace_id FROM executions e {}", w.sql());
+    let sql = format!(
+        "SELECT DISTINCT e.app, e.trace_id FROM executions e {}",
+        w.sql()
+    );
     let traces = conn
         .prepare(&sql)
         .map_err(be)?
@@ -155,7 +158,13 @@ fn shared_trace_assignment(
                 .query_row(params![e.app, e.execution_id], |r| r.get(0))
                 .map_err(be)?;
             for s in aggregate::steps_of_execution(e, &trace_executions, steps.clone()) {
-                owned.push(serde_json::json!([s.app, s.trace_id, s.span_id, rowid, e.start_time_ns]));
+                owned.push(serde_json::json!([
+                    s.app,
+                    s.trace_id,
+                    s.span_id,
+                    rowid,
+                    e.start_time_ns
+                ]));
             }
         }
     }
@@ -241,15 +250,15 @@ pub(super) fn pipeline_funnel(
                 t.drop_n = u(r.get(9).map_err(be)?);
                 t.offset_sum = r.get(10).map_err(be)?;
                 t.drop_sum = r.get(11).map_err(be)?;
-                let durations = sorted_durations(r.get::<_, Option<String>>(12).map_err(be)?.as_deref());
+                let durations =
+                    sorted_durations(r.get::<_, Option<String>>(12).map_err(be)?.as_deref());
                 t.p50_duration_ns = aggregate::percentile(&durations, 0.50);
                 t.p95_duration_ns = aggregate::percentile(&durations, 0.95);
             }
             1 => {
                 let ty: String = r.get(2).map_err(be)?;
                 let n = u(r.get(3).map_err(be)?);
-                t.types
-                    .push((ty.parse().unwrap_or(StepType::Custom), n));
+                t.types.push((ty.parse().unwrap_or(StepType::Custom), n));
             }
             _ => {
                 let reason: String = r.get(2).map_err(be)?;

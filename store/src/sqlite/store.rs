@@ -5,8 +5,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use xray_model::{ApiKey, App, Execution};
 
-use super::{SqliteBackend, analytics};
 use super::rows::{self, API_KEY_COLUMNS, EXECUTION_COLUMNS, STEP_COLUMNS, to_json};
+use super::{SqliteBackend, analytics};
 use crate::aggregate;
 use crate::{
     Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
