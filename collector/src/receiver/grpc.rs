@@ -5,9 +5,13 @@
 //! `receivers.otlp.max_message_bytes` *after* decompression are refused by
 //! tonic before any mapping (`RESOURCE_EXHAUSTED` when compressed,
 //! `OUT_OF_RANGE` otherwise); decompression stops at the limit. The API key comes from
-//! the `x-api-key` or `authorization: Bearer …` metadata. Rejected spans are
-//! reported in `partial_success`; a full queue answers `UNAVAILABLE` so OTel
-//! exporters retry.
+//! the `x-api-key` or `authorization: Bearer …` metadata and decides the
+//! app: a missing key (with `auth.required`) or a wrong one answers
+//! `UNAUTHENTICATED`; a key over its rate limit `RESOURCE_EXHAUSTED` with a
+//! `google.rpc.RetryInfo` detail (OTel exporters retry `RESOURCE_EXHAUSTED`
+//! only when it carries one); a key store that cannot be asked
+//! `UNAVAILABLE`. Rejected spans are reported in `partial_success`; a full
+//! queue answers `UNAVAILABLE` so OTel exporters retry.
 
 use std::future::Future;
 use std::time::Instant;
@@ -21,10 +25,32 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use xray_auth::AuthError;
 
-use super::{Ingest, IngestError, api_key};
+use super::{Ingest, IngestError};
 use crate::metrics::Transport;
+
+/// The gRPC status answering an authentication failure.
+pub(crate) fn auth_status(e: &AuthError) -> Status {
+    let message = e.to_string();
+    match e {
+        AuthError::Missing | AuthError::Invalid => Status::unauthenticated(message),
+        AuthError::RateLimited { retry_after } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(*retry_after)),
+        ),
+        AuthError::Unavailable(_) => Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(
+                e.retry_after_secs().unwrap_or(1),
+            ))),
+        ),
+    }
+}
 
 struct GrpcReceiver {
     ingest: Ingest,
@@ -38,14 +64,20 @@ impl TraceService for GrpcReceiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let started = Instant::now();
         let md = request.metadata();
-        let key = api_key(
-            md.get("x-api-key").and_then(|v| v.to_str().ok()),
-            md.get("authorization").and_then(|v| v.to_str().ok()),
-        );
+        let principal = self
+            .ingest
+            .authenticate(
+                md.get("x-api-key").and_then(|v| v.to_str().ok()),
+                md.get("authorization").and_then(|v| v.to_str().ok()),
+                Transport::Grpc,
+                started,
+            )
+            .await
+            .map_err(|e| auth_status(&e))?;
         let body = request.into_inner();
         match self
             .ingest
-            .ingest(body, Vec::new(), key, Transport::Grpc, started)
+            .ingest(body, Vec::new(), &principal, Transport::Grpc, started)
             .await
         {
             Ok(resp) => Ok(Response::new(resp)),
