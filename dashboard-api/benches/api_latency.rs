@@ -1,14 +1,25 @@
-//! Latency of the dashboard API over a large SQLite store.
+//! Latency of the dashboard API over a large store (SQLite or ClickHouse).
 //!
 //! Loads `XRAY_BENCH_EXECUTIONS` executions (default 100,000) with 10 steps
-//! each through `Sink::write` into a SQLite file (`XRAY_BENCH_DB`, default
-//! `target/xray-bench/api-<N>.db`; an existing file with the right row count
-//! is reused, so the load is paid once), then sends requests to the real
-//! router in process (`oneshot`, so JSON rendering is included, the network
-//! is not) and prints p50/p99 per endpoint as a Markdown table.
+//! each through `Sink::write` (batches of `XRAY_BENCH_BATCH` executions,
+//! default 2,000), then sends requests to the real router in process
+//! (`oneshot`, so JSON rendering is included, the network is not) and prints
+//! p50/p99 per endpoint as a Markdown table. An existing store with the right
+//! row count is reused, so the load is paid once.
+//!
+//! - `XRAY_BENCH_BACKEND=sqlite` (default): a SQLite file (`XRAY_BENCH_DB`,
+//!   default `target/xray-bench/api-<N>.db`).
+//! - `XRAY_BENCH_BACKEND=clickhouse`: database `xray_bench_<N>` (or
+//!   `XRAY_BENCH_CLICKHOUSE_DATABASE`) on the server of
+//!   `XRAY_BENCH_CLICKHOUSE_URL` (default `XRAY_TEST_CLICKHOUSE_URL`), kept
+//!   forever (TTL off). The table then also gives the round trip of a
+//!   trivial query (`SELECT 1`), the per-query floor of the server: the
+//!   dev server of `dev/clickhouse-server` answers each query from Python.
 //!
 //! ```text
 //! XRAY_BENCH_EXECUTIONS=100000 cargo bench -p xray-dashboard-api --bench api_latency
+//! XRAY_BENCH_BACKEND=clickhouse XRAY_BENCH_CLICKHOUSE_URL=http://127.0.0.1:8123 \
+//!   XRAY_BENCH_EXECUTIONS=1000000 cargo bench -p xray-dashboard-api --bench api_latency
 //! ```
 //!
 //! Data: 5 pipelines; executions spread evenly over the 24 hours before a
@@ -28,14 +39,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use xray_config::ApiConfig;
+use xray_config::{ApiConfig, BackendKind, ClickhouseConfig, StorageConfig};
 use xray_dashboard_api::{AppState, router};
 use xray_model::{
     CandidateDecision, Decision, Execution, MappedBatch, Metadata, Rejections, Status, Step,
     StepType,
 };
-use xray_store::sqlite::SqliteBackend;
-use xray_store::{ExecutionFilter, PageRequest, Scope, Sink, Store};
+use xray_store::{ExecutionFilter, PageRequest, Scope, SharedBackend, Store};
 
 const MS: i64 = 1_000_000;
 /// End of the data's 24-hour span (2026-01-01T00:00:00Z).
@@ -192,8 +202,8 @@ fn run(i: usize, n: usize) -> (Execution, Vec<Step>) {
     (exec, steps)
 }
 
-async fn load(backend: &SqliteBackend, n: usize) {
-    let batch_execs = 2_000;
+async fn load(backend: &SharedBackend, n: usize) {
+    let batch_execs = env_usize("XRAY_BENCH_BATCH", 2_000);
     let started = Instant::now();
     let mut i = 0;
     while i < n {
@@ -217,7 +227,7 @@ async fn load(backend: &SqliteBackend, n: usize) {
     );
 }
 
-async fn count(backend: &SqliteBackend) -> usize {
+async fn count(backend: &SharedBackend) -> usize {
     // Walk the newest page to see if anything is there, then count by
     // pipelines over the whole span.
     let p = backend
@@ -282,6 +292,8 @@ async fn measure(app: &Router, label: &str, uris: Vec<String>) {
 fn main() {
     let n = env_usize("XRAY_BENCH_EXECUTIONS", 100_000);
     let reqs = env_usize("XRAY_BENCH_REQUESTS", 200);
+    let clickhouse = std::env::var("XRAY_BENCH_BACKEND").as_deref() == Ok("clickhouse");
+    let mut storage = StorageConfig::default();
     let path = std::env::var("XRAY_BENCH_DB")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -290,28 +302,49 @@ fn main() {
                 .join("xray-bench")
                 .join(format!("api-{n}.db"))
         });
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if clickhouse {
+        let url = std::env::var("XRAY_BENCH_CLICKHOUSE_URL")
+            .or_else(|_| std::env::var("XRAY_TEST_CLICKHOUSE_URL"))
+            .expect("XRAY_BENCH_BACKEND=clickhouse needs XRAY_BENCH_CLICKHOUSE_URL");
+        storage.backend = BackendKind::Clickhouse;
+        storage.clickhouse = ClickhouseConfig {
+            url,
+            database: std::env::var("XRAY_BENCH_CLICKHOUSE_DATABASE")
+                .unwrap_or_else(|_| format!("xray_bench_{n}")),
+            ttl_days: 0,
+            ..ClickhouseConfig::default()
+        };
+    } else {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        storage.sqlite.path = path.display().to_string();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let backend = SqliteBackend::open(&path).await.expect("open sqlite");
+        let backend = xray_store::open(&storage).await.expect("open the store");
         let have = count(&backend).await;
+        let what = xray_store::describe(&storage);
         if have != n {
             assert_eq!(
-                have,
-                0,
-                "{} holds {have} executions, not {n}: remove it",
-                path.display()
+                have, 0,
+                "{what} holds {have} executions, not {n}: remove it"
             );
             load(&backend, n).await;
         } else {
-            eprintln!("reusing {} ({n} executions)", path.display());
+            eprintln!("reusing {what} ({n} executions)");
         }
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let backend = Arc::new(backend);
+        let size = if clickhouse {
+            String::new()
+        } else {
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            format!(
+                ", SQLite file {:.1} GiB",
+                bytes as f64 / (1u64 << 30) as f64
+            )
+        };
         let store: Arc<dyn Store> = backend.clone();
         let app = router(AppState::new(store, ApiConfig::default()));
         let ids: Vec<String> = (0..reqs)
@@ -340,11 +373,24 @@ fn main() {
         let from_ms = (END_NS - DAY_NS) / MS;
         let to_ms = END_NS / MS;
         println!(
-            "\n{n} executions, {} steps, SQLite file {:.1} GiB, {reqs} requests per row\n",
+            "\n{what}: {n} executions, {} steps{size}, {reqs} requests per row\n",
             n * STEPS_PER_EXECUTION,
-            size as f64 / (1u64 << 30) as f64
         );
         println!("| request | n | p50 ms | p99 ms |\n|---|---|---|---|");
+        if clickhouse {
+            let mut d = Vec::with_capacity(reqs);
+            for _ in 0..reqs {
+                let t = Instant::now();
+                backend.ping().await.expect("ping");
+                d.push(t.elapsed());
+            }
+            d.sort();
+            println!(
+                "| `SELECT 1` round trip (server floor per query) | {reqs} | {} | {} |",
+                ms(pct(&d, 0.50)),
+                ms(pct(&d, 0.99))
+            );
+        }
         measure(
             &app,
             "list, first page (50)",

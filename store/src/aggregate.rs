@@ -61,6 +61,45 @@ struct Acc {
     rejections: BTreeMap<String, u64>,
 }
 
+/// The figures of one step name before the last step of the funnel: what a
+/// store's query computes (sums and counts per step name, the two
+/// percentiles, the merged rejection counts), from which
+/// [`finish_funnel`] derives [`PipelineStepStats`] the same way on every
+/// backend.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepTotals {
+    /// Step name.
+    pub name: String,
+    /// Runs per step type.
+    pub types: Vec<(StepType, u64)>,
+    /// Distinct executions that ran a step of this name.
+    pub executions: u64,
+    /// Step rows.
+    pub runs: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// Runs that reported both counts.
+    pub runs_with_counts: u64,
+    /// Sum of `candidates_in` over the runs with both counts.
+    pub total_in: u64,
+    /// Sum of `candidates_out` over the runs with both counts.
+    pub total_out: u64,
+    /// Sum over runs with both counts and `in > 0` of `(in - out) / in`
+    /// (`in - out` saturating at 0).
+    pub drop_sum: f64,
+    /// Number of runs in `drop_sum`.
+    pub drop_n: u64,
+    /// Sum of the runs' offsets from their execution's start, ns.
+    pub offset_sum: f64,
+    /// Nearest-rank median of the durations of the ended runs.
+    pub p50_duration_ns: Option<i64>,
+    /// Nearest-rank 95th percentile of the same.
+    pub p95_duration_ns: Option<i64>,
+    /// Rejection counts per reason, merged per run with
+    /// [`merge_rejections`], in any order.
+    pub rejections: Vec<(String, u64)>,
+}
+
 /// Aggregates step runs into the pipeline funnel, ordered by mean offset
 /// (ties by name). See [`PipelineStepStats`] for each figure's definition.
 pub fn pipeline_funnel(rows: impl IntoIterator<Item = FunnelRow>) -> Vec<PipelineStepStats> {
@@ -90,32 +129,62 @@ pub fn pipeline_funnel(rows: impl IntoIterator<Item = FunnelRow>) -> Vec<Pipelin
             *a.rejections.entry(reason).or_default() += n;
         }
     }
-    let mut out: Vec<PipelineStepStats> = by_name
+    finish_funnel(by_name.into_iter().map(|(name, mut a)| {
+        a.durations.sort_unstable();
+        StepTotals {
+            name,
+            types: a.types.into_iter().collect(),
+            executions: a.executions.len() as u64,
+            runs: a.runs,
+            failed: a.failed,
+            runs_with_counts: a.with_counts,
+            total_in: a.total_in,
+            total_out: a.total_out,
+            drop_sum: a.drop_sum,
+            drop_n: a.drop_n,
+            offset_sum: a.offset_sum,
+            p50_duration_ns: percentile(&a.durations, 0.50),
+            p95_duration_ns: percentile(&a.durations, 0.95),
+            rejections: a.rejections.into_iter().collect(),
+        }
+    }))
+}
+
+/// Turns per-name totals into the funnel: the most frequent step type (ties:
+/// the first in [`StepType`] order), mean drop rate and offset, the top 20
+/// rejection reasons (most frequent first, ties by reason), ordered by mean
+/// offset (ties by name). Names with no runs are left out.
+pub fn finish_funnel(totals: impl IntoIterator<Item = StepTotals>) -> Vec<PipelineStepStats> {
+    let mut out: Vec<PipelineStepStats> = totals
         .into_iter()
-        .map(|(name, mut a)| {
-            a.durations.sort_unstable();
-            let step_type = a
+        .filter(|t| t.runs > 0)
+        .map(|t| {
+            let step_type = t
                 .types
                 .iter()
-                .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+                .max_by(|x, y| x.1.cmp(&y.1).then(y.0.cmp(&x.0)))
                 .map(|(t, _)| *t)
                 .unwrap_or(StepType::Custom);
-            let mut top: Vec<(String, u64)> = a.rejections.into_iter().collect();
+            let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+            for (reason, n) in t.rejections {
+                *merged.entry(reason).or_default() += n;
+            }
+            let mut top: Vec<(String, u64)> = merged.into_iter().collect();
             top.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
             top.truncate(20);
             PipelineStepStats {
-                name,
+                name: t.name,
                 step_type,
-                executions: a.executions.len() as u64,
-                runs: a.runs,
-                failed: a.failed,
-                runs_with_counts: a.with_counts,
-                total_in: a.total_in,
-                total_out: a.total_out,
-                mean_drop_rate: (a.drop_n > 0).then(|| a.drop_sum / a.drop_n as f64),
-                p50_duration_ns: percentile(&a.durations, 0.50),
-                p95_duration_ns: percentile(&a.durations, 0.95),
-                mean_offset_ns: a.offset_sum / a.runs as f64,
+                executions: t.executions,
+                runs: t.runs,
+                failed: t.failed,
+                runs_with_counts: t.runs_with_counts,
+                total_in: t.total_in,
+                total_out: t.total_out,
+                mean_drop_rate: (t.drop_n > 0).then(|| t.drop_sum / t.drop_n as f64),
+                p50_duration_ns: t.p50_duration_ns,
+                p95_duration_ns: t.p95_duration_ns,
+                mean_offset_ns: t.offset_sum / t.runs as f64,
                 top_rejections: top,
             }
         })

@@ -23,8 +23,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@each $make;
             write_then_read_back, idempotent_reinsert, newest_version_wins, steps_before_execution,
             lookup_by_trace_id, list_filters, cursor_pagination_is_stable, scope_isolation,
-            pipelines_summary, pipeline_funnel_figures, several_executions_in_one_trace, apps_and_keys,
-            scope_isolation_in_every_read);
+            pipelines_summary, pipeline_funnel_figures, pipeline_funnel_corner_cases,
+            several_executions_in_one_trace, apps_and_keys, scope_isolation_in_every_read);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(
@@ -837,6 +837,188 @@ pub async fn pipeline_funnel_figures(t: TestBackend) {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+/// Pipeline funnel corner cases: a step name run twice in one execution,
+/// nested steps, a running step, `in = 0`, rejection reasons that need
+/// quoting, sampled decisions merged with the histogram (reasons already in
+/// it skipped, a missing reason counted as `unspecified`), and a trace that
+/// holds two executions of different pipelines.
+pub async fn pipeline_funnel_corner_cases(t: TestBackend) {
+    let cand = |reason: Option<&str>, decision: Decision| CandidateDecision {
+        id: "c".into(),
+        decision,
+        reason: reason.map(String::from),
+        score: None,
+    };
+    let c0 = execution(APP, "c0", "corner", T0, 100 * MS);
+    let c1 = execution(APP, "c1", "corner", T0 + MS, 100 * MS);
+    let c2 = execution(APP, "c2", "corner", T0 + 2 * MS, 100 * MS);
+    let mut inner = execution(APP, "c2-inner", "other", T0 + 12 * MS, 20 * MS);
+    inner.trace_id = c2.trace_id.clone();
+    let mut steps = Vec::new();
+    // c0: "fetch" twice (the second failed), a "group" with a nested
+    // "judge", and a "wait" still running.
+    let mut f1 = step(&c0, "fetch", StepType::Retrieval, MS, 2 * MS);
+    f1.candidates_out = Some(50);
+    let mut f2 = step(&c0, "fetch", StepType::Retrieval, 5 * MS, 4 * MS);
+    f2.span_id = crate::testing::span_id_for("c0", "fetch-retry");
+    f2.candidates_out = Some(40);
+    f2.status = Status::Failed;
+    let mut group = step(&c0, "group", StepType::Logic, 10 * MS, 20 * MS);
+    group.candidates_in = Some(40);
+    group.candidates_out = Some(4);
+    let mut judge = step(&c0, "judge", StepType::Filter, 11 * MS, 3 * MS);
+    judge.parent_span_id = group.span_id.clone();
+    judge.candidates_in = Some(40);
+    judge.candidates_out = Some(4);
+    judge.rejections = [("a.b \"q\"".to_string(), 30), ("price".to_string(), 5)]
+        .into_iter()
+        .collect();
+    judge.candidates = vec![
+        cand(Some("price"), Decision::Rejected),
+        cand(None, Decision::Rejected),
+        cand(Some("x"), Decision::Rejected),
+        cand(Some("x"), Decision::Rejected),
+        cand(Some("y"), Decision::Accepted),
+    ];
+    let mut wait = step(&c0, "wait", StepType::Tool, 50 * MS, 0);
+    wait.end_time_ns = None;
+    wait.status = Status::Running;
+    wait.candidates_in = Some(10);
+    steps.extend([f1, f2, group, judge, wait]);
+    // c1: "judge" with in = 0.
+    let mut judge = step(&c1, "judge", StepType::Filter, 11 * MS, 5 * MS);
+    judge.candidates_in = Some(0);
+    judge.candidates_out = Some(0);
+    steps.push(judge);
+    // c2 and its nested execution c2-inner in one trace.
+    let mut f = step(&c2, "fetch", StepType::Retrieval, MS, 6 * MS);
+    f.candidates_out = Some(30);
+    let mut inner_span = step(&c2, "inner-span", StepType::Logic, 10 * MS, 20 * MS);
+    inner_span.span_id = inner.span_id.clone();
+    let mut ij = step(&c2, "judge", StepType::Filter, 11 * MS, MS);
+    ij.span_id = crate::testing::span_id_for("c2-inner", "judge");
+    ij.parent_span_id = inner.span_id.clone();
+    ij.candidates_in = Some(100);
+    ij.candidates_out = Some(50);
+    let mut deep = step(&c2, "deep", StepType::Llm, 12 * MS, MS);
+    deep.parent_span_id = ij.span_id.clone();
+    steps.extend([f, inner_span, ij, deep]);
+    write(
+        &t,
+        MappedBatch {
+            executions: vec![c0, c1, c2, inner],
+            steps,
+        },
+    )
+    .await;
+    let window = TimeWindow {
+        from_ns: T0,
+        to_ns: T0 + 100 * MS,
+    };
+    let f = t
+        .backend
+        .pipeline_funnel(&scope(), "corner", window)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["fetch", "group", "judge", "wait"],
+        "[{}] corner steps",
+        t.name
+    );
+    let (fetch, group, judge, wait) = (&f[0], &f[1], &f[2], &f[3]);
+    assert_eq!(
+        (
+            fetch.executions,
+            fetch.runs,
+            fetch.failed,
+            fetch.runs_with_counts
+        ),
+        (2, 3, 1, 0),
+        "[{}] fetch counts",
+        t.name
+    );
+    assert_eq!((fetch.total_in, fetch.total_out), (0, 0), "[{}]", t.name);
+    assert_eq!(fetch.mean_drop_rate, None, "[{}] fetch drop", t.name);
+    assert_eq!(
+        (fetch.p50_duration_ns, fetch.p95_duration_ns),
+        (Some(4 * MS), Some(6 * MS)),
+        "[{}] fetch durations",
+        t.name
+    );
+    assert!(
+        (fetch.mean_offset_ns - (7 * MS) as f64 / 3.0).abs() < 1.0,
+        "[{}] fetch offset {}",
+        t.name,
+        fetch.mean_offset_ns
+    );
+    assert_eq!(fetch.step_type, StepType::Retrieval);
+    assert_eq!(
+        (
+            group.runs,
+            group.total_in,
+            group.total_out,
+            group.mean_drop_rate
+        ),
+        (1, 40, 4, Some(0.9)),
+        "[{}] group",
+        t.name
+    );
+    assert_eq!(group.step_type, StepType::Logic, "[{}]", t.name);
+    assert_eq!(
+        (judge.executions, judge.runs, judge.runs_with_counts),
+        (2, 2, 2),
+        "[{}] judge counts",
+        t.name
+    );
+    assert_eq!(
+        (judge.total_in, judge.total_out, judge.mean_drop_rate),
+        (40, 4, Some(0.9)),
+        "[{}] judge: in = 0 counts as a run with counts, not in the drop rate",
+        t.name
+    );
+    assert_eq!(
+        judge.top_rejections,
+        vec![
+            ("a.b \"q\"".to_string(), 30),
+            ("price".to_string(), 5),
+            ("x".to_string(), 2),
+            ("unspecified".to_string(), 1),
+        ],
+        "[{}] judge rejections",
+        t.name
+    );
+    assert_eq!(
+        (judge.p50_duration_ns, judge.p95_duration_ns),
+        (Some(3 * MS), Some(5 * MS)),
+        "[{}] judge durations",
+        t.name
+    );
+    assert_eq!(judge.mean_offset_ns, (11 * MS) as f64, "[{}]", t.name);
+    assert_eq!(
+        (wait.runs, wait.runs_with_counts, wait.p50_duration_ns),
+        (1, 0, None),
+        "[{}] running step",
+        t.name
+    );
+    assert_eq!(wait.mean_offset_ns, (50 * MS) as f64, "[{}]", t.name);
+    let other = t
+        .backend
+        .pipeline_funnel(&scope(), "other", window)
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .iter()
+            .map(|s| (s.name.as_str(), s.runs, s.mean_offset_ns))
+            .collect::<Vec<_>>(),
+        [("judge", 1, MS as f64), ("deep", 1, (2 * MS) as f64)],
+        "[{}] the nested execution's steps, offsets from its own start",
+        t.name
+    );
+    assert_eq!(other[0].mean_drop_rate, Some(0.5), "[{}]", t.name);
 }
 
 /// Two executions in one trace: each step belongs to its nearest execution

@@ -12,6 +12,7 @@
 //!   parameters), scoped by app, newest version per identity with
 //!   `LIMIT 1 BY` instead of `FINAL`.
 
+mod funnel;
 mod rows;
 pub mod schema;
 mod sink;

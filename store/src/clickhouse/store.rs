@@ -17,7 +17,6 @@ use super::rows::{
     STEP_COLUMNS, StepRow,
 };
 use super::{ClickhouseBackend, store_error};
-use crate::aggregate;
 use crate::joins::{Traces, as_trace_id, pick_execution};
 use crate::{
     Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
@@ -25,12 +24,14 @@ use crate::{
 };
 
 /// A query under construction: SQL fragments plus the parameters they use.
-struct Sql {
-    text: String,
+#[derive(Clone)]
+pub(super) struct Sql {
+    pub(super) text: String,
     params: Vec<(&'static str, Param)>,
 }
 
-enum Param {
+#[derive(Clone)]
+pub(super) enum Param {
     Str(String),
     I64(i64),
     U32(u32),
@@ -38,7 +39,7 @@ enum Param {
 }
 
 impl Sql {
-    fn new(text: impl Into<String>) -> Self {
+    pub(super) fn new(text: impl Into<String>) -> Self {
         Self {
             text: text.into(),
             params: Vec::new(),
@@ -50,7 +51,7 @@ impl Sql {
         self
     }
 
-    fn bind(&mut self, name: &'static str, value: Param) -> &mut Self {
+    pub(super) fn bind(&mut self, name: &'static str, value: Param) -> &mut Self {
         self.params.push((name, value));
         self
     }
@@ -64,7 +65,7 @@ impl Sql {
         self
     }
 
-    fn query(&self, client: &clickhouse::Client) -> Query {
+    pub(super) fn query(&self, client: &clickhouse::Client) -> Query {
         let mut q = client.query_raw(&self.text);
         for (name, value) in &self.params {
             q = match value {
@@ -77,6 +78,10 @@ impl Sql {
         q
     }
 }
+
+/// Length of the first time range a newest-first list reads (ns); see
+/// `ClickhouseBackend::newest_first`.
+const LIST_FIRST_SPAN_NS: i64 = 60 * 1_000_000_000;
 
 /// The newest version of each execution among those matching `filter` (SQL
 /// over `executions`, with its parameters already bound in `sql`).
@@ -144,7 +149,7 @@ impl ClickhouseBackend {
 
     /// Executions and steps of the given `(app, trace_id)` pairs, read
     /// inside the time bounds the `trace_index` lookup gives for them.
-    async fn traces(
+    pub(super) async fn traces(
         &self,
         keys: &[(String, String)],
         step_columns: &str,
@@ -188,6 +193,64 @@ impl ClickhouseBackend {
         bind(&mut st);
         let steps = self.fetch_steps(&st).await?;
         Ok(Traces::new(executions, steps))
+    }
+
+    /// The first `limit + 1` executions, newest first, that match `inner`
+    /// (filters on columns that never change between versions, applied
+    /// before deduplication) and `outer` (filters on the newest version),
+    /// with every parameter of both bound in `sql` plus `limit` (= `limit + 1`).
+    /// `None` when nothing matches `inner`.
+    ///
+    /// Instead of deduplicating every execution of the app, it reads a time
+    /// range ending at the newest matching start, [`LIST_FIRST_SPAN_NS`]
+    /// long, and widens it 16-fold until the page is full or the range
+    /// covers every matching row: each read is a sort-key range (day
+    /// partitions, then `(app, pipeline, start_time)`). Rows outside a range
+    /// are all older than every row inside, so a full page from a range is
+    /// the page.
+    async fn newest_first(
+        &self,
+        sql: &Sql,
+        inner: &str,
+        outer: &str,
+        limit: u32,
+    ) -> Result<Option<Vec<Execution>>, StoreError> {
+        let mut bounds = sql.clone();
+        bounds.text = format!(
+            "SELECT toUnixTimestamp64Nano(min(start_time)) AS lo, \
+             toUnixTimestamp64Nano(max(start_time)) AS hi, count() AS n \
+             FROM executions WHERE {inner}"
+        );
+        let b: BoundsRow = bounds
+            .query(&self.inner.client)
+            .fetch_one()
+            .await
+            .map_err(store_error)?;
+        if b.n == 0 {
+            return Ok(None);
+        }
+        let mut span = LIST_FIRST_SPAN_NS;
+        loop {
+            let from = b.hi.saturating_sub(span);
+            let whole = from <= b.lo;
+            let mut q = sql.clone();
+            let range = if whole {
+                inner.to_string()
+            } else {
+                q.bind("range_from", Param::I64(from));
+                format!("{inner} AND start_time >= fromUnixTimestamp64Nano({{range_from:Int64}})")
+            };
+            q.text = format!(
+                "SELECT {EXECUTION_COLUMNS} FROM ({}) WHERE {outer} \
+                 ORDER BY start_time DESC, app DESC, execution_id DESC LIMIT {{limit:UInt32}}",
+                latest_executions(EXECUTION_COLUMNS, &range)
+            );
+            let executions = self.fetch_executions(&q).await?;
+            if whole || executions.len() > limit as usize {
+                return Ok(Some(executions));
+            }
+            span = span.saturating_mul(16);
+        }
     }
 
     async fn fetch_steps(&self, sql: &Sql) -> Result<Vec<Step>, StoreError> {
@@ -296,12 +359,13 @@ impl Store for ClickhouseBackend {
             );
         }
         sql.bind("limit", Param::U32(page.limit.saturating_add(1)));
-        sql.text = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM ({}) WHERE {outer} \
-             ORDER BY start_time DESC, app DESC, execution_id DESC LIMIT {{limit:UInt32}}",
-            latest_executions(EXECUTION_COLUMNS, &inner)
-        );
-        let mut executions = self.fetch_executions(&sql).await?;
+        let Some(mut executions) = self.newest_first(&sql, &inner, &outer, page.limit).await?
+        else {
+            return Ok(ExecutionPage {
+                items: Vec::new(),
+                next: None,
+            });
+        };
         let more = executions.len() > page.limit as usize;
         executions.truncate(page.limit as usize);
         let traces = self
@@ -424,71 +488,7 @@ impl Store for ClickhouseBackend {
         pipeline: &str,
         window: TimeWindow,
     ) -> Result<Vec<PipelineStepStats>, StoreError> {
-        let mut sql = Sql::new("");
-        let mut filter = String::from(
-            "pipeline = {pipeline:String} \
-             AND start_time >= fromUnixTimestamp64Nano({from:Int64}) \
-             AND start_time < fromUnixTimestamp64Nano({to:Int64})",
-        );
-        sql.bind("pipeline", Param::Str(pipeline.to_string()))
-            .bind("from", Param::I64(window.from_ns))
-            .bind("to", Param::I64(window.to_ns));
-        if let Some(app) = scope.app() {
-            filter.push_str(" AND app = {app:String}");
-            sql.bind("app", Param::Str(app.to_string()));
-        }
-        sql.text = latest_executions(EXECUTION_COLUMNS, &filter);
-        let executions: Vec<Execution> = self
-            .fetch_executions(&sql)
-            .await?
-            .into_iter()
-            .filter(|e| e.pipeline == pipeline)
-            .collect();
-        if executions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = trace_keys(&executions);
-        let (apps, traces) = unzip_keys(&keys);
-        // Time bounds of those traces, from the lookup table.
-        let mut bounds = Sql::new(
-            "SELECT toUnixTimestamp64Nano(min(start_min)) AS lo, \
-             toUnixTimestamp64Nano(max(start_max)) AS hi, count() AS n FROM trace_index \
-             WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)}",
-        );
-        bounds
-            .bind("traces", Param::Strs(traces.clone()))
-            .bind("apps", Param::Strs(apps.clone()));
-        let b: BoundsRow = bounds
-            .query(&self.inner.client)
-            .fetch_one()
-            .await
-            .map_err(store_error)?;
-        let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
-             AND start_time >= fromUnixTimestamp64Nano({lo:Int64}) \
-             AND start_time <= fromUnixTimestamp64Nano({hi:Int64})";
-        let mut ex = Sql::new(latest_executions(EXECUTION_COLUMNS, filter));
-        ex.bind("apps", Param::Strs(apps.clone()))
-            .bind("traces", Param::Strs(traces.clone()))
-            .bind("lo", Param::I64(b.lo))
-            .bind("hi", Param::I64(b.hi));
-        let trace_executions = self.fetch_executions(&ex).await?;
-        // Steps of this pipeline: those labelled with it at write time plus
-        // those written before their execution was known (pipeline '').
-        let mut st = Sql::new(format!(
-            "SELECT {LIGHT_STEP_COLUMNS} FROM steps WHERE app IN {{apps:Array(String)}} \
-             AND pipeline IN ({{pipeline:String}}, '') AND trace_id IN {{traces:Array(String)}} \
-             AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-             AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
-             ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id"
-        ));
-        st.bind("apps", Param::Strs(apps))
-            .bind("pipeline", Param::Str(pipeline.to_string()))
-            .bind("traces", Param::Strs(traces))
-            .bind("lo", Param::I64(b.lo))
-            .bind("hi", Param::I64(b.hi));
-        let steps = self.fetch_steps(&st).await?;
-        let joined = Traces::new(trace_executions, steps);
-        Ok(aggregate::pipeline_funnel(joined.funnel_rows(&executions)))
+        self.funnel(scope, pipeline, window).await
     }
 
     async fn create_app(&self, app: &App) -> Result<(), StoreError> {

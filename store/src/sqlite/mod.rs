@@ -10,6 +10,7 @@
 //! - Migrations are the numbered files of `migrations/sqlite/`, embedded in
 //!   the binary and tracked in `schema_migrations`.
 
+mod analytics;
 mod rows;
 mod sink;
 mod store;

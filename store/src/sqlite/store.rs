@@ -3,40 +3,40 @@
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use xray_model::{ApiKey, App, Execution, Status, StepType};
+use xray_model::{ApiKey, App, Execution};
 
-use super::SqliteBackend;
 use super::rows::{self, API_KEY_COLUMNS, EXECUTION_COLUMNS, STEP_COLUMNS, to_json};
-use crate::aggregate::{self, FunnelRow};
+use super::{SqliteBackend, analytics};
+use crate::aggregate;
 use crate::{
     Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
     PipelineStepStats, PipelineSummary, Scope, Store, StoreError, TimeWindow,
 };
 
-fn be(e: rusqlite::Error) -> StoreError {
+pub(super) fn be(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
 /// A WHERE clause built from fixed SQL fragments and bound values only.
 #[derive(Default)]
-struct Where {
+pub(super) struct Where {
     clauses: Vec<&'static str>,
-    values: Vec<Value>,
+    pub(super) values: Vec<Value>,
 }
 
 impl Where {
-    fn push(&mut self, clause: &'static str, values: impl IntoIterator<Item = Value>) {
+    pub(super) fn push(&mut self, clause: &'static str, values: impl IntoIterator<Item = Value>) {
         self.clauses.push(clause);
         self.values.extend(values);
     }
 
-    fn scope(&mut self, scope: &Scope) {
+    pub(super) fn scope(&mut self, scope: &Scope) {
         if let Some(app) = scope.app() {
             self.push("e.app = ?", [Value::Text(app.to_string())]);
         }
     }
 
-    fn sql(&self) -> String {
+    pub(super) fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
         } else {
@@ -45,7 +45,7 @@ impl Where {
     }
 }
 
-fn text(s: &str) -> Value {
+pub(super) fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
@@ -188,120 +188,6 @@ fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDet
     Ok(Some(ExecutionDetail { execution, steps }))
 }
 
-fn pipelines(
-    conn: &Connection,
-    scope: &Scope,
-    window: TimeWindow,
-) -> Result<Vec<PipelineSummary>, StoreError> {
-    let mut w = Where::default();
-    w.scope(scope);
-    w.push(
-        "e.start_time_ns >= ? AND e.start_time_ns < ?",
-        [Value::Integer(window.from_ns), Value::Integer(window.to_ns)],
-    );
-    let sql = format!(
-        "SELECT e.pipeline, e.status, e.duration_ns, e.start_time_ns FROM executions e {}",
-        w.sql()
-    );
-    let mut stmt = conn.prepare(&sql).map_err(be)?;
-    let mut rows = stmt.query(params_from_iter(w.values)).map_err(be)?;
-    struct Acc {
-        executions: u64,
-        failed: u64,
-        durations: Vec<i64>,
-        last: i64,
-    }
-    let mut by: std::collections::BTreeMap<String, Acc> = Default::default();
-    while let Some(r) = rows.next().map_err(be)? {
-        let name: String = r.get(0).map_err(be)?;
-        let status: String = r.get(1).map_err(be)?;
-        let dur: Option<i64> = r.get(2).map_err(be)?;
-        let start: i64 = r.get(3).map_err(be)?;
-        let a = by.entry(name).or_insert(Acc {
-            executions: 0,
-            failed: 0,
-            durations: Vec::new(),
-            last: i64::MIN,
-        });
-        a.executions += 1;
-        if status == Status::Failed.as_str() {
-            a.failed += 1;
-        }
-        if let Some(d) = dur {
-            a.durations.push(d);
-        }
-        a.last = a.last.max(start);
-    }
-    Ok(by
-        .into_iter()
-        .map(|(pipeline, mut a)| {
-            a.durations.sort_unstable();
-            PipelineSummary {
-                pipeline,
-                executions: a.executions,
-                failed: a.failed,
-                p50_duration_ns: aggregate::percentile(&a.durations, 0.50),
-                p95_duration_ns: aggregate::percentile(&a.durations, 0.95),
-                p99_duration_ns: aggregate::percentile(&a.durations, 0.99),
-                last_seen_ns: a.last,
-            }
-        })
-        .collect())
-}
-
-fn pipeline_funnel(
-    conn: &Connection,
-    scope: &Scope,
-    pipeline: &str,
-    window: TimeWindow,
-) -> Result<Vec<PipelineStepStats>, StoreError> {
-    let mut w = Where::default();
-    w.scope(scope);
-    w.push("e.pipeline = ?", [text(pipeline)]);
-    w.push(
-        "e.start_time_ns >= ? AND e.start_time_ns < ?",
-        [Value::Integer(window.from_ns), Value::Integer(window.to_ns)],
-    );
-    let sql = format!(
-        "SELECT s.name, s.step_type, s.status, e.app || '/' || e.execution_id, s.duration_ns, \
-                s.start_time_ns - e.start_time_ns, s.candidates_in, s.candidates_out, s.rejections, s.candidates \
-         FROM executions e JOIN steps s ON s.app = e.app AND s.trace_id = e.trace_id AND s.span_id <> e.span_id {}",
-        w.sql()
-    );
-    let mut stmt = conn.prepare(&sql).map_err(be)?;
-    let rows = stmt
-        .query_map(params_from_iter(w.values), |r| {
-            let step_type: String = r.get(1)?;
-            let status: String = r.get(2)?;
-            let rej: String = r.get(8)?;
-            let cands: String = r.get(9)?;
-            Ok(FunnelRow {
-                name: r.get(0)?,
-                step_type: step_type.parse().unwrap_or(StepType::Custom),
-                status: status.parse().unwrap_or(Status::Completed),
-                execution_key: r.get(3)?,
-                duration_ns: r.get(4)?,
-                offset_ns: r.get(5)?,
-                candidates_in: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
-                candidates_out: r.get::<_, Option<i64>>(7)?.map(|v| v.max(0) as u64),
-                rejections: if rej.len() > 2 {
-                    serde_json::from_str(&rej).unwrap_or_default()
-                } else {
-                    Default::default()
-                },
-                candidates: if cands.len() > 2 {
-                    serde_json::from_str(&cands).unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-            })
-        })
-        .map_err(be)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(be)?;
-    Ok(aggregate::pipeline_funnel(rows))
-}
-
 fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what.to_string()),
@@ -345,7 +231,7 @@ impl Store for SqliteBackend {
         window: TimeWindow,
     ) -> Result<Vec<PipelineSummary>, StoreError> {
         let scope = scope.clone();
-        self.with_reader(move |c| pipelines(c, &scope, window))
+        self.with_reader(move |c| analytics::pipelines(c, &scope, window))
             .await
     }
 
@@ -356,7 +242,7 @@ impl Store for SqliteBackend {
         window: TimeWindow,
     ) -> Result<Vec<PipelineStepStats>, StoreError> {
         let (scope, pipeline) = (scope.clone(), pipeline.to_string());
-        self.with_reader(move |c| pipeline_funnel(c, &scope, &pipeline, window))
+        self.with_reader(move |c| analytics::pipeline_funnel(c, &scope, &pipeline, window))
             .await
     }
 
