@@ -3,6 +3,14 @@
 //! batch span processor's default export size), 1 execution span with 511
 //! child steps.
 //!
+//! - `decode_and_map_512_spans`: protobuf bytes → rows through
+//!   `map_protobuf`, the path both OTLP protobuf receivers take (zero-copy
+//!   decoding straight into the mapper);
+//! - `prost_decode_and_map_512_spans`: the same bytes decoded into owned
+//!   prost messages first, then `map` (the OTLP/JSON path's shape, and the
+//!   receivers' path before `map_protobuf`), for comparison;
+//! - `map_only_512_spans`: `map` of an already decoded request.
+//!
 //! Run: `cargo bench -p xray-collector --bench mapper`
 //! Latest results are in `docs/benchmarks.md`.
 //!
@@ -16,7 +24,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
 use prost::Message;
-use xray_collector::mapper::{IngestContext, map};
+use xray_collector::mapper::{IngestContext, map, map_protobuf};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -127,8 +135,15 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("decode_and_map_512_spans", |b| {
         b.iter_batched(
-            || bytes.clone(),
-            |bytes| {
+            || (),
+            |()| map_protobuf(&bytes, &ctx).expect("decode"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("prost_decode_and_map_512_spans", |b| {
+        b.iter_batched(
+            || (),
+            |()| {
                 let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decode");
                 map(req, &ctx)
             },
