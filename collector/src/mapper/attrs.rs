@@ -33,25 +33,29 @@ macro_rules! attr_set {
         pub(crate) struct Attrs<'a> {
             $( pub(crate) $field: Option<Value<'a>>, )+
             /// `xray.metadata.<key>` entries, prefix stripped, in order.
-            pub(crate) metadata: Vec<(&'a str, Value<'a>)>,
+            pub(crate) metadata: Prefixed<'a>,
             /// `xray.step.metadata.<key>` entries, prefix stripped, in order.
-            pub(crate) step_metadata: Vec<(&'a str, Value<'a>)>,
+            pub(crate) step_metadata: Prefixed<'a>,
         }
 
         impl<'a> Attrs<'a> {
             /// Picks the known keys out of `list` in a single pass.
-            pub(crate) fn collect(list: &[KeyValueView<'a>]) -> Attrs<'a> {
+            pub(crate) fn collect(list: &'a [KeyValueView<'a>]) -> Attrs<'a> {
                 let mut a = Attrs::default();
-                for kv in list {
+                for (i, kv) in list.iter().enumerate() {
                     let Some(v) = kv.value else { continue };
                     let key = kv.key;
                     match key {
-                        $( $key => { if a.$field.is_none() { a.$field = Some(v); } } )+
+                        $( k if k == $key.as_bytes() => { if a.$field.is_none() { a.$field = Some(v); } } )+
                         _ => {
-                            if let Some(k) = key.strip_prefix(sc::STEP_METADATA_PREFIX) {
-                                a.step_metadata.push((k, v));
-                            } else if let Some(k) = key.strip_prefix(sc::METADATA_PREFIX) {
-                                a.metadata.push((k, v));
+                            // Metadata entries are read from the list when
+                            // the row is built; remember where they start.
+                            if key.starts_with(sc::STEP_METADATA_PREFIX.as_bytes()) {
+                                if a.step_metadata.is_empty() {
+                                    a.step_metadata = Prefixed::new(&list[i..], sc::STEP_METADATA_PREFIX);
+                                }
+                            } else if key.starts_with(sc::METADATA_PREFIX.as_bytes()) && a.metadata.is_empty() {
+                                a.metadata = Prefixed::new(&list[i..], sc::METADATA_PREFIX);
                             }
                         }
                     }
@@ -106,6 +110,56 @@ attr_set! {
     exception_message => EXCEPTION_MESSAGE,
 }
 
+/// The attributes of a list whose key starts with a prefix, prefix
+/// stripped, in list order (attributes without a value left out). Empty
+/// unless the list has at least one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Prefixed<'a> {
+    /// The list from the first matching attribute on.
+    list: &'a [KeyValueView<'a>],
+    prefix: &'static str,
+}
+
+impl<'a> Prefixed<'a> {
+    fn new(list: &'a [KeyValueView<'a>], prefix: &'static str) -> Self {
+        Prefixed { list, prefix }
+    }
+
+    /// True when no attribute has the prefix.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for Prefixed<'a> {
+    type Item = (&'a str, Value<'a>);
+    type IntoIter = PrefixedIter<'a>;
+
+    fn into_iter(self) -> PrefixedIter<'a> {
+        PrefixedIter {
+            list: self.list.iter(),
+            prefix: self.prefix,
+        }
+    }
+}
+
+/// Iterator of [`Prefixed`].
+pub(crate) struct PrefixedIter<'a> {
+    list: std::slice::Iter<'a, KeyValueView<'a>>,
+    prefix: &'static str,
+}
+
+impl<'a> Iterator for PrefixedIter<'a> {
+    type Item = (&'a str, Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let prefix = self.prefix;
+        self.list
+            .by_ref()
+            .find_map(|kv| Some((kv.key_str().strip_prefix(prefix)?, kv.value?)))
+    }
+}
+
 /// `exception.message` on an `exception` event (OTel exception convention).
 pub(crate) const EXCEPTION_MESSAGE: &str = "exception.message";
 
@@ -113,7 +167,7 @@ pub(crate) const EXCEPTION_MESSAGE: &str = "exception.message";
 /// (without collecting anything).
 pub(crate) fn marks_step(list: &[KeyValueView<'_>]) -> bool {
     list.iter()
-        .any(|kv| kv.key == sc::STEP_TYPE || kv.key == sc::STEP_NAME)
+        .any(|kv| kv.key == sc::STEP_TYPE.as_bytes() || kv.key == sc::STEP_NAME.as_bytes())
 }
 
 /// A value as text: strings as they are (JSON attributes are JSON text),
@@ -288,7 +342,7 @@ pub(crate) fn to_json(v: &Value<'_>) -> serde_json::Value {
                 .iter()
                 .map(|e| {
                     let val = e.value.as_ref().map(to_json).unwrap_or(J::Null);
-                    (e.key.to_owned(), val)
+                    (e.key_str().to_owned(), val)
                 })
                 .collect(),
         ),
@@ -372,6 +426,57 @@ impl<'de> serde::Deserialize<'de> for Count {
     }
 }
 
+/// A rejection histogram as sent: the usable counts, and the entries whose
+/// count is not a non-negative integer (reason → the value as JSON text).
+/// A reason that repeats keeps its last value, as a JSON object does.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Histogram {
+    /// Reason → count.
+    pub(crate) counts: xray_model::Rejections,
+    /// Reason → the unusable value, for the warning.
+    pub(crate) invalid: std::collections::BTreeMap<String, String>,
+}
+
+impl Histogram {
+    /// Adds one entry; a later entry for the same reason replaces it.
+    pub(crate) fn add(&mut self, reason: String, count: Count) {
+        match count {
+            Count::Valid(n) => {
+                self.invalid.remove(&reason);
+                self.counts.insert(reason, n);
+            }
+            Count::Invalid(text) => {
+                self.counts.remove(&reason);
+                self.invalid.insert(reason, text);
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Histogram {
+    /// Straight from a JSON object into the counts: no intermediate map.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Histogram;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object reason → count")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Histogram, A::Error> {
+                let mut h = Histogram::default();
+                while let Some((reason, count)) = map.next_entry::<String, Count>()? {
+                    h.add(reason, count);
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 fn type_name(v: &Value<'_>) -> &'static str {
     match v {
         Value::StringValue(_) => "a string",
@@ -435,6 +540,23 @@ mod tests {
             Count::from_json(&serde_json::json!(-7)),
             Count::Invalid("-7".into())
         );
+    }
+
+    #[test]
+    fn histograms_keep_the_last_entry_of_a_reason() {
+        let h: Histogram =
+            serde_json::from_str(r#"{"b":1,"a":"x","b":"bad","a":3,"c":-2}"#).unwrap();
+        assert_eq!(h.counts, [("a".to_string(), 3)].into_iter().collect());
+        assert_eq!(
+            h.invalid,
+            [
+                ("b".to_string(), "\"bad\"".to_string()),
+                ("c".to_string(), "-2".to_string())
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert!(serde_json::from_str::<Histogram>("[1]").is_err());
     }
 
     #[test]

@@ -132,10 +132,11 @@ fn map_decoded(d: &Decoded<'_>, ctx: &IngestContext) -> MapOutcome {
     // Nearly every span becomes one row: size the row vectors once instead
     // of growing (and copying) them span by span.
     out.batch.steps.reserve(d.spans.len());
+    let mut hex = HexCache::default();
     for rs in &d.resources {
         let resource = ResourceInfo::from_attributes(&d.resource_attributes[rs.attributes.clone()]);
         for span in &d.spans[rs.spans.clone()] {
-            map_span(d, span, &resource, ctx, &mut out);
+            map_span(d, span, &resource, ctx, &mut hex, &mut out);
         }
     }
     out
@@ -154,7 +155,7 @@ impl ResourceInfo {
         let mut env_new = None;
         let mut env_old = None;
         for kv in list {
-            let slot = match kv.key {
+            let slot = match kv.key_str() {
                 sc::SERVICE_NAME => &mut service,
                 sc::DEPLOYMENT_ENVIRONMENT_NAME => &mut env_new,
                 sc::DEPLOYMENT_ENVIRONMENT => &mut env_old,
@@ -178,17 +179,49 @@ struct Ids {
     parent_span_id: String,
 }
 
+/// A word-aligned scratch buffer for hex ids.
+#[repr(align(8))]
+struct HexBuf([u8; 32]);
+
 /// Lowercase hex of `bytes` (ids are hot: one table lookup per nibble
 /// instead of the generic char-by-char encoder).
 fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; bytes.len() * 2];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+    let mut buf = HexBuf([0; 32]);
+    if bytes.len() > buf.0.len() / 2 {
+        return hex::encode(bytes);
+    }
+    for (pair, b) in buf.0.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
-    // Only ASCII digits were written, so this never fails.
-    String::from_utf8(out).unwrap_or_default()
+    // Only ASCII digits, word-aligned: the UTF-8 check takes its
+    // word-at-a-time path, and never fails.
+    std::str::from_utf8(&buf.0[..bytes.len() * 2])
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// The hex of the last trace id and parent span id seen in a request:
+/// consecutive spans mostly share both, and a copy is cheaper than a new
+/// encoding.
+#[derive(Default)]
+struct HexCache<'a> {
+    trace: Option<(&'a [u8], String)>,
+    parent: Option<(&'a [u8], String)>,
+}
+
+impl<'a> HexCache<'a> {
+    fn get(slot: &mut Option<(&'a [u8], String)>, bytes: &'a [u8]) -> String {
+        match slot {
+            Some((last, hex)) if *last == bytes => hex.clone(),
+            _ => {
+                let hex = lower_hex(bytes);
+                *slot = Some((bytes, hex.clone()));
+                hex
+            }
+        }
+    }
 }
 
 fn check_id(what: &str, bytes: &[u8], len: usize) -> Result<(), String> {
@@ -203,7 +236,7 @@ fn check_id(what: &str, bytes: &[u8], len: usize) -> Result<(), String> {
     }
 }
 
-fn ids(span: &SpanView<'_>) -> Result<Ids, String> {
+fn ids<'a>(span: &SpanView<'a>, cache: &mut HexCache<'a>) -> Result<Ids, String> {
     let describe = |e: String| {
         if span.name.is_empty() {
             format!("span without name: {e}")
@@ -222,10 +255,10 @@ fn ids(span: &SpanView<'_>) -> Result<Ids, String> {
             parent.len()
         )));
     } else {
-        lower_hex(parent)
+        HexCache::get(&mut cache.parent, parent)
     };
     Ok(Ids {
-        trace_id: lower_hex(span.trace_id),
+        trace_id: HexCache::get(&mut cache.trace, span.trace_id),
         span_id: lower_hex(span.span_id),
         parent_span_id,
     })
@@ -251,7 +284,7 @@ fn span_outcome(d: &Decoded<'_>, span: &SpanView<'_>) -> SpanOutcome {
         .iter()
         .filter(|e| e.name == "exception")
         .flat_map(|e| d.event_attributes(e).iter())
-        .find(|kv| kv.key == attrs::EXCEPTION_MESSAGE)
+        .find(|kv| kv.key == attrs::EXCEPTION_MESSAGE.as_bytes())
         .and_then(|kv| kv.value)
         .map(attrs::text);
     let error_message = if error {
@@ -269,14 +302,15 @@ fn nanos(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-fn map_span(
-    d: &Decoded<'_>,
-    span: &SpanView<'_>,
+fn map_span<'a>(
+    d: &Decoded<'a>,
+    span: &SpanView<'a>,
     res: &ResourceInfo,
     ctx: &IngestContext,
+    hex: &mut HexCache<'a>,
     out: &mut MapOutcome,
 ) {
-    let ids = match ids(span) {
+    let ids = match ids(span, hex) {
         Ok(ids) => ids,
         Err(reason) => {
             out.rejected_spans += 1;
@@ -816,11 +850,11 @@ fn rejections(v: ValueView<'_>, w: &mut Warnings) -> xray_model::Rejections {
     use ValueView as V;
     let key = sc::STEP_REJECTIONS;
     // The usual shape, a JSON object in a string attribute, is parsed straight
-    // into counts (no intermediate `serde_json::Value` tree): this runs for
-    // every filter step.
-    let parsed: Result<std::collections::BTreeMap<String, attrs::Count>, String> = match v {
+    // into counts (no intermediate `serde_json::Value` tree or map): this
+    // runs for every filter step.
+    let parsed: Result<attrs::Histogram, String> = match v {
         V::StringValue(s) => match serde_json::from_str(s) {
-            Ok(map) => Ok(map),
+            Ok(h) => Ok(h),
             Err(_) => match serde_json::from_str::<serde_json::Value>(s) {
                 Ok(other) => {
                     w.push(
@@ -836,10 +870,13 @@ fn rejections(v: ValueView<'_>, w: &mut Warnings) -> xray_model::Rejections {
             },
         },
         other => match attrs::to_json(&other) {
-            serde_json::Value::Object(map) => Ok(map
-                .into_iter()
-                .map(|(reason, n)| (reason, attrs::Count::from_json(&n)))
-                .collect()),
+            serde_json::Value::Object(map) => {
+                let mut h = attrs::Histogram::default();
+                for (reason, n) in map {
+                    h.add(reason, attrs::Count::from_json(&n));
+                }
+                Ok(h)
+            }
             other => {
                 w.push(
                     key,
@@ -852,24 +889,21 @@ fn rejections(v: ValueView<'_>, w: &mut Warnings) -> xray_model::Rejections {
             }
         },
     };
-    let mut out = xray_model::Rejections::new();
     match parsed {
-        Ok(map) => {
-            for (reason, n) in map {
-                match n {
-                    attrs::Count::Valid(c) => {
-                        out.insert(reason, c);
-                    }
-                    attrs::Count::Invalid(text) => w.push(
-                        key,
-                        format!("count of \"{reason}\" is not a non-negative integer ({text}); entry ignored"),
-                    ),
-                }
+        Ok(h) => {
+            for (reason, text) in h.invalid {
+                w.push(
+                    key,
+                    format!("count of \"{reason}\" is not a non-negative integer ({text}); entry ignored"),
+                );
             }
+            h.counts
         }
-        Err(e) => w.push(key, format!("{e}; ignored")),
+        Err(e) => {
+            w.push(key, format!("{e}; ignored"));
+            xray_model::Rejections::new()
+        }
     }
-    out
 }
 
 fn candidates(v: ValueView<'_>, w: &mut Warnings) -> Vec<CandidateDecision> {
@@ -966,7 +1000,7 @@ impl Attrs<'_> {
             llm_prompt_tokens: self.llm_prompt_tokens,
             llm_completion_tokens: self.llm_completion_tokens,
             llm_provider: self.llm_provider,
-            step_metadata: self.step_metadata.clone(),
+            step_metadata: self.step_metadata,
             ..Attrs::default()
         }
     }

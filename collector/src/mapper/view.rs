@@ -81,10 +81,22 @@ impl<'a> ListView<'a> {
 
 /// One attribute: key and value (`None` when the `AnyValue` is missing or
 /// empty, which the mapper treats alike).
+///
+/// The key is kept as bytes, always valid UTF-8 (the decoder checks it as
+/// prost does): the mapper compares keys as bytes and turns the few it
+/// keeps (metadata keys) into text.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct KeyValueView<'a> {
-    pub(crate) key: &'a str,
+    pub(crate) key: &'a [u8],
     pub(crate) value: Option<ValueView<'a>>,
+}
+
+impl<'a> KeyValueView<'a> {
+    /// The key as text.
+    pub(crate) fn key_str(&self) -> &'a str {
+        // Valid UTF-8 by construction; the fallback is never taken.
+        std::str::from_utf8(self.key).unwrap_or_default()
+    }
 }
 
 /// The span status, when the span has one.
@@ -140,13 +152,24 @@ impl<'a> Decoded<'a> {
     /// Views of an already decoded request.
     pub(crate) fn from_request(request: &'a ExportTraceServiceRequest) -> Decoded<'a> {
         let mut d = Decoded::default();
-        let spans: usize = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| r.scope_spans.iter())
-            .map(|s| s.spans.len())
-            .sum();
-        d.spans.reserve(spans);
+        // Exact sizes: the arenas never grow.
+        let spans = || {
+            request
+                .resource_spans
+                .iter()
+                .flat_map(|r| r.scope_spans.iter())
+                .flat_map(|s| s.spans.iter())
+        };
+        d.spans.reserve(spans().count());
+        d.span_attributes
+            .reserve(spans().map(|s| s.attributes.len()).sum());
+        d.events.reserve(spans().map(|s| s.events.len()).sum());
+        d.event_attributes.reserve(
+            spans()
+                .flat_map(|s| s.events.iter())
+                .map(|e| e.attributes.len())
+                .sum(),
+        );
         for rs in &request.resource_spans {
             let attr_start = d.resource_attributes.len();
             if let Some(r) = &rs.resource {
@@ -220,7 +243,7 @@ impl<'a> Decoded<'a> {
 
 fn key_value_view(kv: &KeyValue) -> KeyValueView<'_> {
     KeyValueView {
-        key: &kv.key,
+        key: kv.key.as_bytes(),
         value: kv
             .value
             .as_ref()

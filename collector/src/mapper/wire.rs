@@ -193,8 +193,32 @@ impl<'a> Reader<'a> {
         Err(fail(Kind::InvalidVarint))
     }
 
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> R<(u32, WireType)> {
+        // Fast path: a one-byte key (tags 1–15) with a valid wire type.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+            && b >= 0x08
+        {
+            let wire_type = match b & 0x07 {
+                0 => Some(WireType::Varint),
+                1 => Some(WireType::SixtyFourBit),
+                2 => Some(WireType::LengthDelimited),
+                3 => Some(WireType::StartGroup),
+                4 => Some(WireType::EndGroup),
+                5 => Some(WireType::ThirtyTwoBit),
+                _ => None,
+            };
+            if let Some(wire_type) = wire_type {
+                self.pos += 1;
+                return Ok((u32::from(b >> 3), wire_type));
+            }
+        }
+        self.key_long()
+    }
+
+    #[inline(never)]
+    fn key_long(&mut self) -> R<(u32, WireType)> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
             return Err(fail(Kind::InvalidKey(key)));
@@ -237,10 +261,25 @@ impl<'a> Reader<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
+    /// A string field; validated as UTF-8 with SIMD (same verdict as
+    /// `std::str::from_utf8`, which prost uses).
     #[inline]
     fn string(&mut self, wt: WireType) -> R<&'a str> {
         let bytes = self.bytes(wt)?;
-        std::str::from_utf8(bytes).map_err(|_| fail(Kind::InvalidString))
+        simdutf8::basic::from_utf8(bytes).map_err(|_| fail(Kind::InvalidString))
+    }
+
+    /// A string field kept as bytes (attribute keys): checked exactly like
+    /// [`Self::string`], but most keys are short ASCII, for which a word
+    /// at a time ASCII test is much cheaper than building a `&str`.
+    #[inline]
+    fn key_bytes(&mut self, wt: WireType) -> R<&'a [u8]> {
+        let bytes = self.bytes(wt)?;
+        if bytes.is_ascii() || simdutf8::basic::from_utf8(bytes).is_ok() {
+            Ok(bytes)
+        } else {
+            Err(fail(Kind::InvalidString))
+        }
     }
 
     /// A varint field (int32, int64, uint32, bool, enum), as the raw u64.
@@ -335,6 +374,14 @@ impl<'a> Reader<'a> {
 /// the views do not represent; decode it with prost instead.
 pub(crate) fn decode(buf: &[u8]) -> Result<Option<Decoded<'_>>, DecodeError> {
     let mut d = Decoded::default();
+    // Size the arenas from the request size so they rarely grow (growing
+    // copies them). Typical OTLP spans take a few hundred bytes with a few
+    // dozen bytes per attribute; a request that is denser grows the
+    // arenas geometrically from there.
+    d.spans.reserve(buf.len() / 256);
+    d.span_attributes.reserve(buf.len() / 32);
+    d.events.reserve(buf.len() / 512);
+    d.event_attributes.reserve(buf.len() / 256);
     let mut r = Reader { buf, pos: 0 };
     let result = (|| -> R<()> {
         while r.pos < buf.len() {
@@ -538,11 +585,16 @@ fn link(r: &mut Reader<'_>, wt: WireType, depth: u32) -> R<()> {
 }
 
 fn key_value<'a>(r: &mut Reader<'a>, wt: WireType, depth: u32) -> R<KeyValueView<'a>> {
-    let mut key = "";
+    if wt == WireType::LengthDelimited
+        && let Some(kv) = key_value_usual(r, depth)
+    {
+        return Ok(kv);
+    }
+    let mut key: &[u8] = &[];
     let mut value = None;
     r.message(wt, depth, |r, tag, wt, depth| match tag {
         1 => {
-            key = r.string(wt).at("KeyValue", "key")?;
+            key = r.key_bytes(wt).at("KeyValue", "key")?;
             Ok(())
         }
         // A repeated `value` merges into the same AnyValue: `any_value`
@@ -552,6 +604,63 @@ fn key_value<'a>(r: &mut Reader<'a>, wt: WireType, depth: u32) -> R<KeyValueView
         _ => r.skip(wt, tag, depth),
     })?;
     Ok(KeyValueView { key, value })
+}
+
+/// The layout every encoder writes for an attribute, read without the
+/// general field loop: `key` (field 1), then optionally `value` (field 2)
+/// holding at most one scalar (string, bool, int or double), nothing else,
+/// every read inside the attribute's bounds. Anything else — other fields,
+/// other order, a nested list, any defect — leaves the reader where it was
+/// and answers `None`, and the general path (with prost's exact errors)
+/// takes over; for input this path accepts, both give the same view.
+#[inline]
+fn key_value_usual<'a>(r: &mut Reader<'a>, depth: u32) -> Option<KeyValueView<'a>> {
+    // The general path checks the KeyValue's depth and then the
+    // AnyValue's (one less): both must pass.
+    if depth < 2 {
+        return None;
+    }
+    let start = r.pos;
+    let kv = (|| {
+        let len = usize::try_from(r.varint().ok()?).ok()?;
+        let end = r.pos.checked_add(len)?;
+        if end > r.buf.len() || r.buf.get(r.pos) != Some(&0x0a) {
+            return None;
+        }
+        r.pos += 1;
+        let key = r.key_bytes(WireType::LengthDelimited).ok()?;
+        if r.pos == end {
+            return Some(KeyValueView { key, value: None });
+        }
+        if r.pos > end || r.buf.get(r.pos) != Some(&0x12) {
+            return None;
+        }
+        r.pos += 1;
+        let value_len = usize::try_from(r.varint().ok()?).ok()?;
+        if r.pos.checked_add(value_len)? != end {
+            return None;
+        }
+        let value = if r.pos == end {
+            None
+        } else {
+            let tag = *r.buf.get(r.pos)?;
+            r.pos += 1;
+            Some(match tag {
+                0x0a => ValueView::StringValue(r.string(WireType::LengthDelimited).ok()?),
+                0x10 => ValueView::BoolValue(r.varint().ok()? != 0),
+                0x18 => ValueView::IntValue(r.varint().ok()? as i64),
+                0x21 => ValueView::DoubleValue(f64::from_bits(
+                    r.fixed64(WireType::SixtyFourBit).ok()?,
+                )),
+                _ => return None,
+            })
+        };
+        (r.pos == end).then_some(KeyValueView { key, value })
+    })();
+    if kv.is_none() {
+        r.pos = start;
+    }
+    kv
 }
 
 /// An `AnyValue` message merged into `value` (its `value` oneof: the last
