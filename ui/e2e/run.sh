@@ -2,11 +2,15 @@
 # End-to-end tests of the X-Ray web UI.
 #
 # Starts `xray serve` on free ports with a fresh SQLite store in a temp dir,
-# loads realistic data over OTLP/HTTP (load-data.mjs), drives headless
-# Chromium through every view (ui.test.mjs) and stops the server.
+# loads data (load-data.mjs: the SDK's competitor-selection example run
+# against it over OTLP/gRPC, plus two generated pipelines over OTLP/HTTP),
+# drives headless Chromium through every view (ui.test.mjs) and stops the
+# server.
 #
 # Environment:
 #   XRAY_BIN          the xray binary to test (default: build it with cargo)
+#   XRAY_EXAMPLE_BIN  the built competitor_selection example (default: build
+#                     it with cargo)
 #   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
 #   CHROMIUM_BIN      default /usr/bin/chromium (installed with apt-get if missing)
 #   UPDATE_DOCS=1     also write the screenshots to docs/img/ (for docs/ui.md)
@@ -42,6 +46,14 @@ if [ -z "$xray_bin" ]; then
   xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
 fi
 [ -x "$xray_bin" ] || { say "XRAY_BIN=$xray_bin is not an executable"; exit 1; }
+
+example_bin="${XRAY_EXAMPLE_BIN:-}"
+if [ -z "$example_bin" ]; then
+  say "building the competitor_selection example"
+  (cd "$root" && cargo build -q -p xray-sdk --example competitor_selection)
+  example_bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples/competitor_selection"
+fi
+[ -x "$example_bin" ] || { say "XRAY_EXAMPLE_BIN=$example_bin is not an executable"; exit 1; }
 
 free_port() {
   node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
@@ -87,9 +99,9 @@ level = "warn"
 TOML
 
 say "starting $xray_bin serve (api :$api_port, otlp http :$http_port, grpc :$grpc_port)"
-# XRAY_BIN is ours, not a config key: xray reads every XRAY_* variable as
-# configuration and rejects unknown ones.
-env -u XRAY_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
+# XRAY_BIN and XRAY_EXAMPLE_BIN are ours, not config keys: xray reads every
+# XRAY_* variable as configuration and rejects unknown ones.
+env -u XRAY_BIN -u XRAY_EXAMPLE_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
 server_pid=$!
 
 api="http://127.0.0.1:$api_port"
@@ -101,8 +113,9 @@ done
 curl -fsS "$api/readyz" >/dev/null || { say "xray serve did not become ready"; exit 1; }
 
 # --- data -------------------------------------------------------------------------
-say "loading data over OTLP/HTTP"
-node "$here/load-data.mjs" "http://127.0.0.1:$http_port" "$api" "$tmp/manifest.json"
+say "loading data: the competitor_selection example over OTLP/gRPC, two more pipelines over OTLP/HTTP"
+XRAY_EXAMPLE_BIN="$example_bin" node "$here/load-data.mjs" \
+  "http://127.0.0.1:$http_port" "http://127.0.0.1:$grpc_port" "$api" "$tmp/manifest.json"
 
 # --- tests ------------------------------------------------------------------------
 docs_img=""
