@@ -25,6 +25,12 @@ mkdirSync(OUT, { recursive: true });
 const n = (x) => x.toLocaleString('en-US');
 /** Filter rejections of a run, largest first, as the charts order them. */
 const reasonsByCount = (rejections) => rejections.filter(([, c]) => c > 0).sort((a, b) => b[1] - a[1]).map(([r]) => r);
+/**
+ * The list row of an execution. The example's execution ids are trace ids
+ * (32 hex digits), which the list abbreviates; the link's title holds the
+ * whole id.
+ */
+const rowOf = (rows, id) => rows.filter({ has: page.locator(`td:last-child a[title="${id}"]`) });
 /** The example's steps, in order. */
 const STEPS = ['generate_keywords', 'search_catalogue', 'filter_candidates', 'rank_candidates', 'select_competitor'];
 
@@ -80,14 +86,14 @@ describe('executions list', () => {
     const total = manifest.competitor.length + manifest.triage.length + 1;
     assert.equal(await rows.count(), total);
     // Newest first: the last competitor run is newer than the first one.
-    const ids = await page.locator('table.data tbody tr td:last-child a').allTextContents();
+    const ids = await page.locator('table.data tbody tr td:last-child a').evaluateAll((as) => as.map((a) => a.title));
     const newest = manifest.competitor.at(-1).id;
     const oldest = manifest.competitor[0].id;
     assert.ok(ids.indexOf(newest) < ids.indexOf(oldest), `${newest} should come before ${oldest}: ${ids}`);
     // Final in → out comes from the funnel of each run: the search's 5,000
     // candidates down to the one selected.
     const run = manifest.competitor.at(-1);
-    const row = rows.filter({ hasText: run.id });
+    const row = rowOf(rows, run.id);
     await waitText(row.locator('td.inout'), '→');
     assert.equal((await row.locator('td.inout').textContent()).trim(), `${n(run.found)} → 1`);
     await waitText(rows.filter({ hasText: manifest.bulk.id }).locator('td.num'), '10,000');
@@ -102,7 +108,7 @@ describe('executions list', () => {
     await page.waitForURL(/status=failed/);
     const rows = page.locator('table.data tbody tr');
     const failed = manifest.competitor.filter((r) => r.failed);
-    await waitText(rows, failed[0].id);
+    await rowOf(rows, failed[0].id).waitFor();
     assert.equal(await rows.count(), failed.length);
     for (const b of await rows.locator('.badge').allTextContents()) assert.equal(b, 'failed');
 
@@ -139,7 +145,7 @@ describe('execution detail', () => {
 
   it('opens from the list and shows the waterfall', async () => {
     await go('/executions');
-    await page.locator('table.data tbody tr').filter({ hasText: run().id }).locator('td:last-child a').click();
+    await rowOf(page.locator('table.data tbody tr'), run().id).locator('td:last-child a').click();
     await page.waitForURL(new RegExp(`/executions/${run().id}$`));
     await waitText(page.locator('h1'), 'competitor-selection');
     const names = await page.locator('.wf-row .wf-name-text').allTextContents();
@@ -303,12 +309,12 @@ describe('diff', () => {
     const [a, b] = [manifest.competitor[2], manifest.competitor[3]];
     await go('/executions?pipeline=competitor-selection');
     const rows = page.locator('table.data tbody tr');
-    await waitText(rows, a.id);
-    await rows.filter({ hasText: a.id }).locator('input[type=checkbox]').check();
-    await rows.filter({ hasText: b.id }).locator('input[type=checkbox]').check();
+    await rowOf(rows, a.id).waitFor();
+    await rowOf(rows, a.id).locator('input[type=checkbox]').check();
+    await rowOf(rows, b.id).locator('input[type=checkbox]').check();
     await page.getByRole('button', { name: 'Compare selected' }).click();
     await page.waitForURL(new RegExp(`/diff\\?a=${a.id}&b=${b.id}`));
-    await waitText(page.locator('.run-card').first(), a.id);
+    await page.locator('.run-card').first().locator(`a[href="/executions/${a.id}"]`).waitFor();
   });
 });
 
