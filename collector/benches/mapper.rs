@@ -177,8 +177,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("prost_decode_and_map_512_spans", |b| {
         b.iter_custom(|iters| {
             cpu_time_of(iters, || {
-                let req = ExportTraceServiceRequest::decode(black_box(bytes.as_slice()))
-                    .expect("decode");
+                let req =
+                    ExportTraceServiceRequest::decode(black_box(bytes.as_slice())).expect("decode");
                 black_box(map(req, &ctx))
             })
         })

@@ -460,7 +460,9 @@ async fn malformed_protobuf_is_invalid_argument_over_grpc_and_400_over_http() {
     assert_eq!(err.message(), expected);
     // Truncated and garbage bodies too.
     for body in [good[..good.len() - 3].to_vec(), b"garbage".to_vec()] {
-        let err = raw_grpc(collector.grpc_addr(), EXPORT, body).await.unwrap_err();
+        let err = raw_grpc(collector.grpc_addr(), EXPORT, body)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
         assert!(
             err.message()

@@ -143,7 +143,10 @@ pub fn run_pipeline(xray: &XRay, product: &Product) -> (String, Result<Candidate
 }
 
 /// [`run_pipeline`], also returning what the execution recorded.
-pub fn run_pipeline_reported(xray: &XRay, product: &Product) -> (Report, Result<Candidate, String>) {
+pub fn run_pipeline_reported(
+    xray: &XRay,
+    product: &Product,
+) -> (Report, Result<Candidate, String>) {
     let exec = xray
         .execution("competitor-selection")
         .input(product)
@@ -424,7 +427,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .ok_or("--runs takes a positive number")?;
             }
             "--json" => json = true,
-            other => return Err(format!("unknown argument {other:?} (use --runs N, --json)").into()),
+            other => {
+                return Err(format!("unknown argument {other:?} (use --runs N, --json)").into());
+            }
         }
     }
     let products = if runs == 1 {

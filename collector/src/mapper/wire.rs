@@ -197,8 +197,7 @@ impl<'a> Reader<'a> {
     fn key(&mut self) -> R<(u32, WireType)> {
         // Fast path: a one-byte key (tags 1–15) with a valid wire type.
         if let Some(&b) = self.buf.get(self.pos)
-            && b < 0x80
-            && b >= 0x08
+            && (0x08..0x80).contains(&b)
         {
             let wire_type = match b & 0x07 {
                 0 => Some(WireType::Varint),
@@ -377,11 +376,13 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<Decoded<'_>>, DecodeError> {
     // Size the arenas from the request size so they rarely grow (growing
     // copies them). Typical OTLP spans take a few hundred bytes with a few
     // dozen bytes per attribute; a request that is denser grows the
-    // arenas geometrically from there.
-    d.spans.reserve(buf.len() / 256);
-    d.span_attributes.reserve(buf.len() / 32);
-    d.events.reserve(buf.len() / 512);
-    d.event_attributes.reserve(buf.len() / 256);
+    // arenas geometrically from there. Capped, so that a large request
+    // does not reserve memory up front it may never use.
+    const CAP: usize = 1 << 16;
+    d.spans.reserve((buf.len() / 256).min(CAP));
+    d.span_attributes.reserve((buf.len() / 32).min(CAP));
+    d.events.reserve((buf.len() / 512).min(CAP));
+    d.event_attributes.reserve((buf.len() / 256).min(CAP));
     let mut r = Reader { buf, pos: 0 };
     let result = (|| -> R<()> {
         while r.pos < buf.len() {
@@ -649,9 +650,9 @@ fn key_value_usual<'a>(r: &mut Reader<'a>, depth: u32) -> Option<KeyValueView<'a
                 0x0a => ValueView::StringValue(r.string(WireType::LengthDelimited).ok()?),
                 0x10 => ValueView::BoolValue(r.varint().ok()? != 0),
                 0x18 => ValueView::IntValue(r.varint().ok()? as i64),
-                0x21 => ValueView::DoubleValue(f64::from_bits(
-                    r.fixed64(WireType::SixtyFourBit).ok()?,
-                )),
+                0x21 => {
+                    ValueView::DoubleValue(f64::from_bits(r.fixed64(WireType::SixtyFourBit).ok()?))
+                }
                 _ => return None,
             })
         };
