@@ -6,8 +6,9 @@
 //!   admin token (compared in constant time), an app's key (hashed, looked
 //!   up in a short-TTL cache, then in the [`xray_store::Store`]), or nobody. It also
 //!   applies the per-key rate limit.
-//! - [`create_app`], [`create_key`], [`list_apps`], [`revoke_key`] manage apps
-//!   and keys on a store (what `xray apps` and the admin API run).
+//! - [`create_app`] (or [`create_app_with_key`]), [`create_key`],
+//!   [`list_apps`], [`revoke_key`] manage apps and keys on a store (what
+//!   `xray apps` and the admin API run).
 //! - [`http`] turns an [`AuthError`] into an HTTP answer and offers an axum
 //!   middleware that puts the caller's [`Principal`] and [`Scope`] into the
 //!   request extensions.
@@ -37,7 +38,8 @@ use xray_store::Scope;
 pub use authenticator::Authenticator;
 pub use key::{KEY_LEN, KEY_PREFIX, hash_key, is_well_formed_key};
 pub use manage::{
-    AppWithKeys, MAX_APP_NAME_CHARS, ManageError, create_app, create_key, list_apps, revoke_key,
+    AppWithKeys, MAX_APP_NAME_CHARS, ManageError, create_app, create_app_with_key, create_key,
+    list_apps, revoke_key,
 };
 
 /// Who a request comes from.

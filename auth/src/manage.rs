@@ -52,6 +52,16 @@ pub struct AppWithKeys {
 /// e.g. `Checkout Ranking` → `checkout-ranking`); when that id is taken (or
 /// is `default`, the app of anonymous data) a random suffix is added.
 pub async fn create_app(store: &dyn Store, name: &str) -> Result<(App, String), ManageError> {
+    let (app, _, key) = create_app_with_key(store, name).await?;
+    Ok((app, key))
+}
+
+/// [`create_app`], also returning the stored record of the first key (its
+/// id and display prefix).
+pub async fn create_app_with_key(
+    store: &dyn Store,
+    name: &str,
+) -> Result<(App, ApiKey, String), ManageError> {
     let name = validate_name(name)?;
     let base = slug(&name);
     let mut attempt = 0;
@@ -76,8 +86,8 @@ pub async fn create_app(store: &dyn Store, name: &str) -> Result<(App, String), 
         }
     };
     tracing::info!(app = %app.id, "app created");
-    let (_, key) = create_key(store, &app.id).await?;
-    Ok((app, key))
+    let (record, key) = create_key(store, &app.id).await?;
+    Ok((app, record, key))
 }
 
 /// Creates a new key for the app `app_id`; returns the stored record (hash

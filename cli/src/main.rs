@@ -8,11 +8,13 @@
 //! - `xray dashboard-api`: only the HTTP API.
 //! - `xray migrate`: apply the store's migrations and exit.
 //! - `xray config`: print the effective configuration, secrets masked.
+//! - `xray apps`: create and list apps, create and revoke their API keys.
 //! - `xray loadgen`: send realistic OTLP load and report what was acknowledged.
 //! - `xray fill-store`: bulk-write generated executions into the store.
 
 #![allow(clippy::print_stdout)] // a CLI prints
 
+mod apps;
 mod run;
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ enum Command {
     Migrate,
     /// Print the effective configuration (TOML), secrets masked, then exit.
     Config,
+    /// Manage apps and their API keys in the configured store.
+    Apps(apps::AppsArgs),
     /// Send realistic OTLP load to an endpoint and report what was acknowledged.
     Loadgen(xray_loadgen::LoadgenArgs),
     /// Write generated executions straight into the configured store (for
@@ -88,6 +92,10 @@ fn main() -> ExitCode {
             Command::Collector => run::serve(config, run::Parts::COLLECTOR).await,
             Command::DashboardApi => run::serve(config, run::Parts::API).await,
             Command::Migrate => run::migrate(config).await,
+            Command::Apps(args) => {
+                print!("{}", apps::run(&config, args).await?);
+                Ok(())
+            }
             Command::Loadgen(args) => {
                 let json = args.json;
                 let report = xray_loadgen::run(args).await?;

@@ -86,16 +86,45 @@ async fn shutdown_signal() {
     }
 }
 
+/// The one authenticator of the process, shared by the collector and the
+/// dashboard API (one key cache, one set of rate-limit buckets).
+fn authenticator(config: &Config, store: &SharedBackend) -> xray_auth::Authenticator {
+    let store: Arc<dyn Store> = store.clone();
+    let auth = xray_auth::Authenticator::new(&config.auth, store);
+    if config.auth.required {
+        tracing::info!(
+            admin = auth.admin_enabled(),
+            cache_ttl_ms = config.auth.cache_ttl_ms,
+            "API keys required for ingest and reads"
+        );
+    } else {
+        tracing::info!(
+            admin = auth.admin_enabled(),
+            "API keys optional (auth.required = false): requests without a key use app \"default\""
+        );
+    }
+    if !auth.admin_enabled() {
+        tracing::info!("no admin token (auth.admin_token): manage apps and keys with `xray apps`");
+    }
+    auth
+}
+
 /// The HTTP app on `api.addr`: the dashboard API and the web UI (when it runs), plus
 /// `/healthz`, `/readyz` and `/metrics` in every mode.
-fn http_app(store: SharedBackend, config: &Config, parts: Parts) -> Router {
+fn http_app(
+    store: SharedBackend,
+    auth: xray_auth::Authenticator,
+    config: &Config,
+    parts: Parts,
+) -> Router {
     let metrics = Router::new().route(
         "/metrics",
         get(|| async { xray_collector::render_metrics() }),
     );
     let store: Arc<dyn Store> = store;
-    let api =
-        xray_dashboard_api::router(xray_dashboard_api::AppState::new(store, config.api.clone()));
+    let api = xray_dashboard_api::router(
+        xray_dashboard_api::AppState::new(store, config.api.clone()).with_auth(auth),
+    );
     if parts.api {
         // The web UI at `/` (docs/ui.md); it never answers under /api,
         // /healthz, /readyz or /metrics, so the order of merges is free.
@@ -112,6 +141,7 @@ fn http_app(store: SharedBackend, config: &Config, parts: Parts) -> Router {
 /// `xray serve`, `xray collector`, `xray dashboard-api`.
 pub(crate) async fn serve(config: Config, parts: Parts) -> Result<()> {
     let store = open_store(&config).await?;
+    let auth = authenticator(&config, &store);
 
     let listener = TcpListener::bind(&config.api.addr)
         .await
@@ -123,7 +153,7 @@ pub(crate) async fn serve(config: Config, parts: Parts) -> Result<()> {
         let extra = xray_store::open_extra_sinks(&config.sinks)
             .await
             .context("cannot open the extra sinks")?;
-        let c = xray_collector::Collector::start(&config, primary, extra)
+        let c = xray_collector::Collector::start(&config, primary, extra, auth.clone())
             .await
             .context("cannot start the collector")?;
         tracing::info!(grpc = %c.grpc_addr(), http = %c.http_addr(), "OTLP receivers listening");
@@ -132,7 +162,7 @@ pub(crate) async fn serve(config: Config, parts: Parts) -> Result<()> {
         None
     };
 
-    let app = http_app(store, &config, parts);
+    let app = http_app(store, auth, &config, parts);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -9,6 +9,9 @@
 //!
 //! - [`Collector::start`] binds both listeners and starts the batcher;
 //!   [`Collector::shutdown`] stops accepting and flushes.
+//! - Every export is authenticated by the [`xray_auth::Authenticator`]
+//!   given to [`Collector::start`]: the API key (`x-api-key` or
+//!   `authorization: Bearer …`) decides the app the rows belong to.
 //! - [`mapper::map`] is the pure mapping function, usable on its own.
 //! - [`render_metrics`] / [`metrics_router`] expose Prometheus metrics.
 //!
@@ -27,6 +30,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use xray_auth::Authenticator;
 use xray_config::Config;
 use xray_store::Sink;
 
@@ -121,17 +125,18 @@ impl Collector {
     /// `primary` receives every batch; each of `extra` receives the same
     /// batches on a best-effort basis (a slow or failing extra sink never
     /// holds back the primary).
+    ///
+    /// `auth` authenticates every export request: build it once per
+    /// process from `config.auth` and the store holding apps and keys
+    /// (`Authenticator::new(&config.auth, store)`), and share it with the
+    /// dashboard API when both run in one process, so they share the key
+    /// cache and the rate-limit buckets.
     pub async fn start(
         config: &Config,
         primary: Arc<dyn Sink>,
         extra: Vec<Arc<dyn Sink>>,
+        auth: Authenticator,
     ) -> Result<Collector, CollectorError> {
-        if config.auth.required {
-            return Err(CollectorError::Unsupported {
-                key: "auth.required",
-                message: "API-key authentication of ingest is not available in this version of the collector; set auth.required = false".into(),
-            });
-        }
         let otlp = &config.receivers.otlp;
         let grpc = bind("receivers.otlp.grpc_addr", &otlp.grpc_addr).await?;
         let http = bind("receivers.otlp.http_addr", &otlp.http_addr).await?;
@@ -151,6 +156,7 @@ impl Collector {
         let ingest = receiver::Ingest {
             pipeline: queue,
             max_message_bytes: usize::try_from(otlp.max_message_bytes).unwrap_or(usize::MAX),
+            auth,
         };
         let (grpc_stop, grpc_rx) = oneshot::channel::<()>();
         let (http_stop, http_rx) = oneshot::channel::<()>();

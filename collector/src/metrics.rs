@@ -104,6 +104,21 @@ struct Metrics {
     extra_rows_written: AtomicU64,
     extra_rows_dropped: AtomicU64,
     queued_rows: AtomicU64,
+    /// Refused for authentication, by [`auth_reason`] index.
+    auth_refused: [AtomicU64; AUTH_REASONS.len()],
+}
+
+/// Label values of `xray_collector_auth_refused_total`.
+const AUTH_REASONS: [&str; 4] = ["missing_key", "invalid_key", "rate_limited", "unavailable"];
+
+fn auth_reason(e: &xray_auth::AuthError) -> usize {
+    use xray_auth::AuthError;
+    match e {
+        AuthError::Missing => 0,
+        AuthError::Invalid => 1,
+        AuthError::RateLimited { .. } => 2,
+        AuthError::Unavailable(_) => 3,
+    }
 }
 
 static METRICS: Metrics = Metrics {
@@ -115,6 +130,7 @@ static METRICS: Metrics = Metrics {
     extra_rows_written: AtomicU64::new(0),
     extra_rows_dropped: AtomicU64::new(0),
     queued_rows: AtomicU64::new(0),
+    auth_refused: [const { AtomicU64::new(0) }; AUTH_REASONS.len()],
 };
 
 fn t(transport: Transport) -> &'static PerTransport {
@@ -138,12 +154,18 @@ pub(crate) fn record_request(
 }
 
 /// Records a request refused before mapping (malformed, too large, queue
-/// full).
+/// full, not authenticated).
 pub(crate) fn record_refused(transport: Transport, duration: Duration) {
     let m = t(transport);
     m.requests.fetch_add(1, Ordering::Relaxed);
     m.requests_refused.fetch_add(1, Ordering::Relaxed);
     m.duration.observe(duration);
+}
+
+/// Records a request refused by authentication (also counted by
+/// [`record_refused`]).
+pub(crate) fn record_auth_refused(e: &xray_auth::AuthError) {
+    METRICS.auth_refused[auth_reason(e)].fetch_add(1, Ordering::Relaxed);
 }
 
 pub(crate) fn add_queued(rows: u64) {
@@ -217,7 +239,7 @@ pub fn render_metrics() -> String {
     counter_family(
         &mut out,
         "xray_collector_requests_refused_total",
-        "Export requests refused as a whole (malformed, too large, queue full).",
+        "Export requests refused as a whole (malformed, too large, queue full, not authenticated).",
         |m| load(&m.requests_refused),
     );
     counter_family(
@@ -268,6 +290,19 @@ pub fn render_metrics() -> String {
             load(&h.sum_ns) as f64 / 1e9
         );
         let _ = writeln!(out, "{name}_count{{transport=\"{}\"}} {count}", tr.label());
+    }
+    let name = "xray_collector_auth_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Ingest requests refused by authentication, by reason."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (i, reason) in AUTH_REASONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{reason}\"}} {}",
+            load(&METRICS.auth_refused[i])
+        );
     }
     scalar(
         &mut out,

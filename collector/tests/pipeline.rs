@@ -90,6 +90,7 @@ async fn retries_the_primary_and_a_dead_extra_sink_does_not_block_it() {
         &config,
         primary.clone(),
         vec![extra.clone() as Arc<dyn Sink>],
+        common::auth(&config, &store),
     )
     .await
     .unwrap();

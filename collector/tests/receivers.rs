@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use xray_store::Scope;
 
 /// `google.rpc.Status`, as the HTTP receiver answers errors.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -269,6 +270,9 @@ async fn bodies_over_the_limit_get_413_before_and_after_decompression() {
 #[tokio::test]
 async fn grpc_reports_rejected_spans_and_takes_the_api_key() {
     let (collector, store) = common::start(&common::config()).await;
+    let (app, key) = xray_auth::create_app(store.backend.as_ref(), "Grpc Shop")
+        .await
+        .unwrap();
     let mut grpc = TraceServiceClient::connect(format!("http://{}", collector.grpc_addr()))
         .await
         .unwrap();
@@ -280,7 +284,7 @@ async fn grpc_reports_rejected_spans_and_takes_the_api_key() {
         bad,
     ]));
     req.metadata_mut()
-        .insert("authorization", "Bearer xr_test".parse().unwrap());
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
     let resp = grpc.export(req).await.unwrap().into_inner();
     let partial = resp.partial_success.expect("partial success");
     assert_eq!(partial.rejected_spans, 1);
@@ -289,19 +293,32 @@ async fn grpc_reports_rejected_spans_and_takes_the_api_key() {
         "{}",
         partial.error_message
     );
-    let resp = grpc
-        .export(request(vec![span(
-            5,
-            1,
-            None,
-            vec![kv("xray.pipeline", "grpc-run")],
-        )]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut req = tonic::Request::new(request(vec![span(
+        5,
+        1,
+        None,
+        vec![kv("xray.pipeline", "grpc-run")],
+    )]));
+    req.metadata_mut().insert("x-api-key", key.parse().unwrap());
+    let resp = grpc.export(req).await.unwrap().into_inner();
     assert_eq!(resp.partial_success, None);
     collector.shutdown().await.unwrap();
-    let d = common::read(&store, &hex(5, 16)).await;
+    // the key decided the app: nothing in "default"
+    assert!(
+        store
+            .backend
+            .get_execution(&Scope::App(xray_model::DEFAULT_APP.into()), &hex(5, 16))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let d = store
+        .backend
+        .get_execution(&Scope::App(app.id.clone()), &hex(5, 16))
+        .await
+        .unwrap()
+        .expect("stored in the key's app");
+    assert_eq!(d.execution.app, app.id);
     assert_eq!(d.execution.pipeline, "grpc-run");
     assert_eq!(d.steps.len(), 1);
     assert_eq!(d.steps[0].step_type, xray_model::StepType::Rank);
@@ -353,24 +370,23 @@ async fn metrics_count_spans_by_transport() {
 }
 
 #[tokio::test]
-async fn bind_errors_name_the_key_and_auth_required_is_refused() {
+async fn bind_errors_name_the_key() {
     let (running, _store) = common::start(&common::config()).await;
     let mut config = common::config();
     config.receivers.otlp.http_addr = running.http_addr().to_string();
     let store = xray_store::testing::sqlite().await;
-    let err = xray_collector::Collector::start(&config, store.backend.clone(), Vec::new())
-        .await
-        .unwrap_err();
+    let err = xray_collector::Collector::start(
+        &config,
+        store.backend.clone(),
+        Vec::new(),
+        common::auth(&config, &store),
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string().contains("receivers.otlp.http_addr"),
         "{err}"
     );
-    let mut config = common::config();
-    config.auth.required = true;
-    let err = xray_collector::Collector::start(&config, store.backend.clone(), Vec::new())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().starts_with("auth.required: "), "{err}");
     running.shutdown().await.unwrap();
 }
 

@@ -34,6 +34,15 @@ pub enum ApiError {
     /// The caller may not see this.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's API key sent more requests than `[auth.rate_limit]`
+    /// allows; answered with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What happened and when to retry.
+        message: String,
+        /// Seconds until a request will be accepted again (at least 1).
+        retry_after_secs: u64,
+    },
     /// The store cannot be reached right now.
     #[error("store unavailable")]
     Unavailable(String),
@@ -58,6 +67,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -71,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -93,7 +104,8 @@ impl From<StoreError> for ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code: `bad_parameter`, `bad_request`, `not_found`,
-    /// `unauthorized`, `forbidden`, `unavailable`, `internal`.
+    /// `unauthorized`, `forbidden`, `rate_limited`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// Human-readable message; for `bad_parameter` it starts with the
     /// parameter's name.
@@ -123,7 +135,17 @@ impl IntoResponse for ApiError {
                 _ => None,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        response
     }
 }
 

@@ -11,6 +11,9 @@
 //! | `GET /api/v1/executions/{a}/diff/{b}` | two runs side by side |
 //! | `GET /api/v1/pipelines` | per-pipeline figures over a window |
 //! | `GET /api/v1/pipelines/{name}/funnel` | per-step aggregates over a window |
+//! | `POST /api/v1/apps`, `GET /api/v1/apps` | create and list apps (admin token) |
+//! | `POST /api/v1/apps/{id}/keys` | a new API key for an app (admin token) |
+//! | `DELETE /api/v1/keys/{id}` | revoke an API key (admin token) |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (store ping) |
 //! | `GET /api/openapi.json` | the OpenAPI 3.1 document, generated from the handlers |
 //! | `GET /api/docs` | an interactive reference that works offline |
@@ -20,12 +23,16 @@
 //! pure functions over what [`Store::get_execution`] and friends return, so
 //! every backend gives the same answers. Errors are one type, [`ApiError`].
 //!
-//! Authentication seam: handlers read the caller's [`Scope`] from the request
-//! extensions (see [`handlers::RequestScope`]); an auth layer in front of the
-//! router only has to insert one. Without it every read is scoped to app
-//! `default`.
+//! Authentication: every `/api/v1` route runs [`auth::authenticate`], which
+//! turns the request's API key into a [`Principal`] and its [`Scope`] in the
+//! request extensions; handlers read them with [`handlers::RequestScope`]
+//! and [`auth::Caller`]. The probes, the OpenAPI document and `/api/docs`
+//! stay open. The admin routes ([`apps`]) need the admin token.
 
+pub mod apps;
+pub mod auth;
 pub mod diff;
+mod docs;
 pub mod error;
 pub mod funnel;
 pub mod handlers;
@@ -42,10 +49,12 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use xray_config::ApiConfig;
+use xray_config::{ApiConfig, AuthConfig};
 use xray_store::Store;
 
+use docs::Security;
 pub use error::ApiError;
+pub use xray_auth::{Authenticator, Principal};
 pub use xray_store::Scope;
 
 /// What every handler shares.
@@ -56,12 +65,26 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The `[api]` section (CORS origins).
     pub api: ApiConfig,
+    /// Authenticates `/api/v1` requests and manages apps and keys.
+    pub auth: Authenticator,
 }
 
 impl AppState {
-    /// Bundles a store and the API config.
+    /// Bundles a store and the API config, with authentication as the
+    /// `[auth]` defaults have it: keys optional, anonymous reads see app
+    /// `default`, no admin token. Use [`AppState::with_auth`] for the
+    /// configured one.
     pub fn new(store: Arc<dyn Store>, api: ApiConfig) -> Self {
-        AppState { store, api }
+        let auth = Authenticator::new(&AuthConfig::default(), store.clone());
+        AppState { store, api, auth }
+    }
+
+    /// The same state authenticating with `auth` (build it once per
+    /// process from `[auth]`, and share it with the collector in
+    /// `xray serve`).
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -77,12 +100,15 @@ impl AppState {
         (name = "executions", description = "Executions, their steps, funnels and diffs"),
         (name = "pipelines", description = "Aggregates per pipeline over a time window"),
         (name = "health", description = "Liveness and readiness"),
-    )
+        (name = "admin", description = "Apps and API keys (admin token only)"),
+    ),
+    modifiers(&Security)
 )]
 struct ApiDoc;
 
-fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The `/api/v1` routes: every one of them is authenticated.
+fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(handlers::list_executions))
         .routes(routes!(handlers::get_execution))
         .routes(routes!(handlers::get_steps))
@@ -90,14 +116,30 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::diff))
         .routes(routes!(handlers::list_pipelines))
         .routes(routes!(handlers::pipeline_funnel))
+        .routes(routes!(apps::create_app, apps::list_apps))
+        .routes(routes!(apps::create_key))
+        .routes(routes!(apps::revoke_key))
+}
+
+/// Routes open to anyone: the probes.
+fn open_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(handlers::healthz))
         .routes(routes!(handlers::readyz))
+}
+
+fn api_router(v1: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(v1)
+        .merge(open_routes())
 }
 
 /// The OpenAPI 3.1 document of every route [`router`] serves (the two
 /// documentation routes themselves excepted).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    let mut doc = api_router(v1_routes()).into_openapi();
+    docs::document_auth(&mut doc);
+    doc
 }
 
 /// The interactive API reference served at `/api/docs`: one self-contained
@@ -131,18 +173,27 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
-            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::HeaderName::from_static("x-api-key"),
+            ])
             .max_age(std::time::Duration::from_secs(3600)),
     )
 }
 
-/// The dashboard API: every route listed in the crate docs, CORS from
-/// `state.api.cors_origins` (none when empty, any origin for `["*"]`), JSON
-/// 404 for unknown routes, and request tracing.
+/// The dashboard API: every route listed in the crate docs, the `/api/v1`
+/// ones authenticated by `state.auth`, CORS from `state.api.cors_origins`
+/// (none when empty, any origin for `["*"]`), JSON 404 for unknown routes,
+/// and request tracing.
 pub fn router(state: AppState) -> Router {
     let origins = state.api.cors_origins.clone();
-    let (api, doc) = api_router().split_for_parts();
-    let spec: Arc<str> = doc.to_json().unwrap_or_else(|_| "{}".into()).into();
+    let v1 = v1_routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
+    let (api, _) = api_router(v1).split_for_parts();
+    let spec: Arc<str> = openapi().to_json().unwrap_or_else(|_| "{}".into()).into();
     let router = api
         .route(
             "/api/openapi.json",

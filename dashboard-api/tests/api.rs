@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use common::*;
 use serde_json::{Value, json};
 use xray_model::{MappedBatch, Status, StepType};
-use xray_store::Scope;
 use xray_store::testing::{backends, execution, step, trace_id_for};
 
 /// Six executions over two pipelines, varied in every filtered field.
@@ -131,13 +130,11 @@ async fn list_filters_and_order() {
         assert!(row.get("input").is_none(), "list rows leave input out");
         assert!(v["next_cursor"].is_null());
 
-        // Another app sees only its own rows (the auth seam).
-        let (s, v) = get_scoped(
-            &app,
-            "/api/v1/executions",
-            Some(Scope::App("other-app".into())),
-        )
-        .await;
+        // Another app's key sees only its own rows.
+        let (other, key) = new_app(&t, "Other App").await;
+        assert_eq!(other, "other-app");
+        let authed = app_with_auth(&t, &auth_config(false));
+        let (s, v) = get_with_key(&authed, "/api/v1/executions", Some(&key)).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(ids(&v), ["exec-foreign"]);
     }
@@ -375,15 +372,13 @@ async fn detail_is_a_timeline_tree() {
         assert_eq!(v["code"], "not_found");
         assert_eq!(v["message"], "execution \"nope\" not found");
 
-        // Out of scope looks exactly like absent.
-        let (s, _) = get_scoped(
-            &app,
-            "/api/v1/executions/shop-1",
-            Some(Scope::App("someone-else".into())),
-        )
-        .await;
+        // Out of scope looks exactly like absent; the admin token sees all.
+        let (_, key) = new_app(&t, "Someone Else").await;
+        let authed = app_with_auth(&t, &auth_config(false));
+        let (s, v) = get_with_key(&authed, "/api/v1/executions/shop-1", Some(&key)).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
-        let (s, _) = get_scoped(&app, "/api/v1/executions/shop-1", Some(Scope::All)).await;
+        assert_eq!(v["message"], "execution \"shop-1\" not found");
+        let (s, _) = get_with_key(&authed, "/api/v1/executions/shop-1", Some(ADMIN)).await;
         assert_eq!(s, StatusCode::OK);
     }
 }

@@ -18,6 +18,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/executions/{a}/diff/{b}"),
     ("get", "/api/v1/pipelines"),
     ("get", "/api/v1/pipelines/{name}/funnel"),
+    ("post", "/api/v1/apps"),
+    ("get", "/api/v1/apps"),
+    ("post", "/api/v1/apps/{id}/keys"),
+    ("delete", "/api/v1/keys/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -26,7 +30,7 @@ const ROUTES: &[(&str, &str)] = &[
 async fn spec_and_router_agree() {
     let t = backends().await.remove(0);
     write(&t, shop_run("shop-1", T0)).await;
-    let app = app(&t);
+    let app = app_with_auth(&t, &auth_config(false));
     let spec = ok(&app, "/api/openapi.json").await;
     assert!(
         spec["openapi"].as_str().unwrap().starts_with("3.1"),
@@ -41,10 +45,39 @@ async fn spec_and_router_agree() {
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             documented.insert((method.clone(), path.clone()));
+            let success = if method == "post" { "201" } else { "200" };
             assert!(
-                op["responses"]["200"].is_object(),
-                "{method} {path} documents 200"
+                op["responses"][success].is_object(),
+                "{method} {path} documents {success}"
             );
+            // Authenticated routes say so, with the answers auth may give.
+            if path.starts_with("/api/v1/") {
+                let security = op["security"].as_array().expect("security");
+                let admin = op["tags"][0] == "admin";
+                for s in security {
+                    for name in s.as_object().unwrap().keys() {
+                        assert!(
+                            spec["components"]["securitySchemes"][name].is_object(),
+                            "{method} {path}: scheme {name} is defined"
+                        );
+                    }
+                }
+                if admin {
+                    assert_eq!(security, &vec![serde_json::json!({"admin_token": []})]);
+                    assert!(op["responses"]["403"].is_object(), "{method} {path}");
+                } else {
+                    assert!(security.contains(&serde_json::json!({"bearer": []})));
+                    assert!(security.contains(&serde_json::json!({"api_key": []})));
+                }
+                for code in ["401", "429"] {
+                    assert!(
+                        op["responses"][code].is_object(),
+                        "{method} {path} documents {code}"
+                    );
+                }
+            } else {
+                assert!(op.get("security").is_none(), "{method} {path} is open");
+            }
             // Path parameters are declared.
             for seg in path.split('/').filter(|s| s.starts_with('{')) {
                 let name = seg.trim_matches(|c| c == '{' || c == '}');
@@ -69,15 +102,36 @@ async fn spec_and_router_agree() {
 
     // Every documented operation is served: call it with its path params
     // filled in (an existing execution), never the "no route" fallback.
+    let (shop_app, _) = new_app(&t, "Docs Shop").await;
+    let (_, _, created) = send(
+        &app,
+        "POST",
+        "/api/v1/apps/docs-shop/keys",
+        &[("authorization", format!("Bearer {ADMIN}").as_str())],
+        None,
+    )
+    .await;
+    let key_id = created["id"].as_str().unwrap().to_string();
     for (method, path) in &documented {
-        assert_eq!(method, "get");
-        let uri = path
-            .replace("{id}", "shop-1")
-            .replace("{a}", "shop-1")
-            .replace("{b}", "shop-1")
-            .replace("{name}", "shop");
-        let (s, v) = get(&app, &uri).await;
-        assert_eq!(s, StatusCode::OK, "{uri}: {v}");
+        let uri = if path.starts_with("/api/v1/apps/") {
+            path.replace("{id}", &shop_app)
+        } else if path.starts_with("/api/v1/keys/") {
+            path.replace("{id}", &key_id)
+        } else {
+            path.replace("{id}", "shop-1")
+                .replace("{a}", "shop-1")
+                .replace("{b}", "shop-1")
+                .replace("{name}", "shop")
+        };
+        let body = (uri == "/api/v1/apps").then_some(r#"{"name": "Another"}"#);
+        let bearer = format!("Bearer {ADMIN}");
+        let headers: &[(&str, &str)] = if path.contains("/apps") || path.contains("/keys") {
+            &[("authorization", bearer.as_str())]
+        } else {
+            &[]
+        };
+        let (s, _, v) = send(&app, &method.to_uppercase(), &uri, headers, body).await;
+        assert!(s.is_success(), "{method} {uri}: {s} {v}");
     }
     // And the fallback really is distinguishable.
     let (s, v) = get(&app, "/api/v1/executions/shop-1/nope").await;

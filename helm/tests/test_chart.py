@@ -82,6 +82,10 @@ def test_crds_are_the_only_skipped_kinds() -> None:
         (["--set", "config.pipeline.batch_max_rows=-1"], "batch_max_rows"),
         (["--set", "clickhouse.bundled.user=default"], "user"),
         (["--set", "api.podDisruptionBudget.maxUnavailable=half"], "maxUnavailable"),
+        (["--set", "config.auth.cache_ttl_ms=6000"], "cache_ttl_ms"),
+        (["--set", "config.auth.rate_limit.burst=0"], "burst"),
+        (["--set", "config.auth.rate_limit.requests_per_sec=-1"], "requests_per_sec"),
+        (["--set", "config.auth.ratelimit.burst=5"], "ratelimit"),
     ],
 )
 def test_bad_values_fail_with_a_message_naming_the_key(args: list[str], message: str) -> None:
@@ -318,6 +322,8 @@ def test_notes_say_where_to_send_and_query(tmp_path: Path) -> None:
     assert "export XRAY_API=http://127.0.0.1:8080" in notes
     assert "$XRAY_API/api/v1/executions" in notes
     assert "get secret xr-xray -o jsonpath='{.data.admin-token}'" in notes
+    assert "$XRAY_API/api/v1/apps" in notes
+    assert "exec deploy/xr-xray-api -- xray --config /etc/xray/xray.toml apps create --name my-app" in notes
     assert "at http://clickhouse:8123, database xray" in notes
 
 

@@ -23,7 +23,9 @@ async fn run_through_collector(protocol: Protocol, mode: DeliveryMode) {
     config.receivers.otlp.http_addr = "127.0.0.1:0".into();
     config.pipeline.flush_interval_ms = 50;
     let primary: Arc<dyn Sink> = store.backend.clone();
-    let collector = Collector::start(&config, primary, Vec::new())
+    let keys: Arc<dyn xray_store::Store> = store.backend.clone();
+    let auth = xray_auth::Authenticator::new(&config.auth, keys);
+    let collector = Collector::start(&config, primary, Vec::new(), auth)
         .await
         .expect("start collector");
     let endpoint = match protocol {

@@ -23,7 +23,8 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@each $make;
             write_then_read_back, idempotent_reinsert, newest_version_wins, steps_before_execution,
             lookup_by_trace_id, list_filters, cursor_pagination_is_stable, scope_isolation,
-            pipelines_summary, pipeline_funnel_figures, several_executions_in_one_trace, apps_and_keys);
+            pipelines_summary, pipeline_funnel_figures, several_executions_in_one_trace, apps_and_keys,
+            scope_isolation_in_every_read);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(
@@ -965,4 +966,169 @@ pub async fn apps_and_keys(t: TestBackend) {
         "[{}] first revocation time is kept",
         t.name
     );
+}
+
+/// Scoping holds in every read, not only in the plain lookups: a step of
+/// another app on the same trace id, filters that would match another
+/// app's rows, cursor pages over interleaved apps, and pipeline figures
+/// (counts, rejections, sampled candidates) of a pipeline name both apps
+/// use.
+pub async fn scope_isolation_in_every_read(t: TestBackend) {
+    let n = t.name;
+    let mut executions = Vec::new();
+    let mut steps = Vec::new();
+    for i in 0..3i64 {
+        for app in ["app-a", "app-b"] {
+            // same start times in both apps: pages interleave them
+            let mut e = execution(app, &format!("{app}-{i}"), "shared", T0 + i * MS, MS);
+            e.tags = vec![format!("{app}-tag")];
+            e.environment = format!("{app}-env");
+            e.service = format!("{app}-svc");
+            let mut s = step(&e, "filter", StepType::Filter, 0, MS / 2);
+            s.candidates_in = Some(10);
+            s.candidates_out = Some(if app == "app-a" { 5 } else { 1 });
+            s.rejections.insert(format!("{app}-reason"), 5);
+            s.candidates = vec![CandidateDecision {
+                id: format!("{app}-cand"),
+                decision: Decision::Rejected,
+                reason: Some(format!("{app}-sampled")),
+                score: None,
+            }];
+            executions.push(e);
+            steps.push(s);
+        }
+    }
+    // app-b claims a step on app-a's first trace
+    let mut intruder = step(&executions[0], "intruder", StepType::Llm, 0, MS);
+    intruder.app = "app-b".into();
+    steps.push(intruder);
+    write(&t, MappedBatch { executions, steps }).await;
+    let a = Scope::App("app-a".into());
+
+    let d = t
+        .backend
+        .get_execution(&a, "app-a-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["filter"],
+        "[{n}] another app's step on the same trace leaks into the detail"
+    );
+    let by_trace = t
+        .backend
+        .get_execution(&a, &d.execution.trace_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_trace.steps.len(), 1, "[{n}] trace lookup leaks steps");
+
+    let list = |filter: ExecutionFilter| {
+        let backend = t.backend.clone();
+        let a = a.clone();
+        async move {
+            backend
+                .list_executions(&a, &filter, &page(100))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    let all_a = list(ExecutionFilter::default()).await;
+    assert_eq!(all_a.len(), 3, "[{n}]");
+    assert!(
+        all_a
+            .iter()
+            .all(|s| s.execution.app == "app-a" && s.step_count == 1),
+        "[{n}] list rows or their step counts leak: {all_a:?}"
+    );
+    for (what, f) in [
+        (
+            "q on an id",
+            ExecutionFilter {
+                q: Some("app-b-1".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "q on a tag",
+            ExecutionFilter {
+                q: Some("app-b-tag".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "environment",
+            ExecutionFilter {
+                environment: Some("app-b-env".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "service",
+            ExecutionFilter {
+                service: Some("app-b-svc".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        assert!(list(f).await.is_empty(), "[{n}] filter by {what} leaks");
+    }
+
+    // cursor pages of one row over interleaved apps
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let p = t
+            .backend
+            .list_executions(
+                &a,
+                &ExecutionFilter::default(),
+                &PageRequest { limit: 1, after },
+            )
+            .await
+            .unwrap();
+        seen.extend(p.items.iter().map(|s| s.execution.execution_id.clone()));
+        match p.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+        assert!(
+            seen.len() <= 3,
+            "[{n}] pages run past app-a's rows: {seen:?}"
+        );
+    }
+    assert_eq!(seen, ["app-a-2", "app-a-1", "app-a-0"], "[{n}] pages");
+
+    let w = TimeWindow {
+        from_ns: T0 - MS,
+        to_ns: T0 + 10 * MS,
+    };
+    let pipes = t.backend.pipelines(&a, w).await.unwrap();
+    assert_eq!(pipes.len(), 1, "[{n}]");
+    assert_eq!(pipes[0].executions, 3, "[{n}] pipeline counts leak");
+    let f = t.backend.pipeline_funnel(&a, "shared", w).await.unwrap();
+    assert_eq!(
+        f.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["filter"],
+        "[{n}] funnel steps leak"
+    );
+    assert_eq!(f[0].executions, 3, "[{n}]");
+    assert_eq!(f[0].runs, 3, "[{n}]");
+    assert_eq!(
+        (f[0].total_in, f[0].total_out),
+        (30, 15),
+        "[{n}] counts leak"
+    );
+    let reasons: Vec<&str> = f[0]
+        .top_rejections
+        .iter()
+        .map(|(r, _)| r.as_str())
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r.starts_with("app-a-")),
+        "[{n}] rejections leak: {reasons:?}"
+    );
+    assert!(reasons.contains(&"app-a-reason"), "[{n}] {reasons:?}");
 }

@@ -7,6 +7,8 @@
 //   XRAY_E2E_MANIFEST   what load-data.mjs loaded
 //   XRAY_E2E_OUT        where screenshots go (target/ui-e2e)
 //   XRAY_E2E_DOCS_IMG   optional: also write the docs screenshots there
+//   XRAY_UI_AUTH_URL    a second server with auth.required = true
+//   XRAY_E2E_AUTH_KEY   the API key of its one app (XRAY_E2E_AUTH_APP)
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -320,16 +322,20 @@ describe('diff', () => {
 
 describe('auth and errors', () => {
   it('asks for an API key on 401 and sends it as a bearer token', async () => {
-    // The server runs without auth; the 401 is produced by intercepting the
-    // API, the one fault this setup cannot produce for real.
+    // This server runs without auth; the 401 is produced by intercepting the
+    // API, and the accepted made-up key is taken off before the request
+    // goes on (the server would refuse it: a key that is sent must be
+    // valid). The next test does the same against a server requiring keys.
     const seen = [];
     await page.route('**/api/v1/**', async (route) => {
-      const auth = route.request().headers().authorization || '';
+      const headers = route.request().headers();
+      const auth = headers.authorization || '';
       seen.push(auth);
       if (auth !== 'Bearer xr_e2e_valid') {
         await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ code: 'unauthorized', message: 'missing or invalid API key' }) });
       } else {
-        await route.continue();
+        delete headers.authorization;
+        await route.continue({ headers });
       }
     });
     await go('/executions');
@@ -349,6 +355,26 @@ describe('auth and errors', () => {
     await dialog.waitFor({ state: 'visible' });
     await page.keyboard.press('Escape');
     await page.unroute('**/api/v1/**');
+  });
+
+  it('asks a server that requires keys for one, refuses a wrong one and reads the key\'s app', async () => {
+    const url = process.env.XRAY_UI_AUTH_URL;
+    const key = process.env.XRAY_E2E_AUTH_KEY;
+    assert.ok(url && key, 'XRAY_UI_AUTH_URL / XRAY_E2E_AUTH_KEY are not set: run through ui/e2e/run.sh');
+    await page.goto(`${url}/executions`);
+    const dialog = page.locator('dialog#key-dialog');
+    await dialog.waitFor({ state: 'visible' });
+    await page.getByRole('textbox', { name: 'API key' }).fill(`xr_${'w'.repeat(32)}`);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await waitText(page.locator('#key-message'), 'rejected');
+    await page.getByRole('textbox', { name: 'API key' }).fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await waitText(page.locator('table.data tbody tr'), 'keyed-pipeline');
+    await waitText(page.locator('#session'), process.env.XRAY_E2E_AUTH_APP);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('xray.apiKey')), key);
+    await page.getByRole('button', { name: 'Forget API key' }).click();
+    await dialog.waitFor({ state: 'visible' });
+    await page.keyboard.press('Escape');
   });
 
   it('explains an unreachable API and an empty store', async () => {

@@ -49,7 +49,8 @@ pub struct IngestContext {
     /// authentication is off).
     pub app: String,
     /// API key sent with the request (`x-api-key` or
-    /// `authorization: Bearer …`), if any.
+    /// `authorization: Bearer …`), if any. The mapper does not read it and
+    /// the receivers leave it `None`: they resolve the key to `app` first.
     pub api_key: Option<String>,
     /// Arrival time, unix nanoseconds: becomes `ingest_time_ns` and the row
     /// `version` (newest delivery wins).

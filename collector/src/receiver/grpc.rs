@@ -4,8 +4,13 @@
 //! gzip-compressed or not. Messages larger than
 //! `receivers.otlp.max_message_bytes` *after* decompression are refused by
 //! tonic before any mapping (`RESOURCE_EXHAUSTED` when compressed,
-//! `OUT_OF_RANGE` otherwise); decompression stops at the limit. The API key comes from the `x-api-key` or `authorization:
-//! Bearer …` metadata. Rejected spans are reported in `partial_success`; a
+//! `OUT_OF_RANGE` otherwise); decompression stops at the limit. The API key comes from
+//! the `x-api-key` or `authorization: Bearer …` metadata and decides the
+//! app: a missing key (with `auth.required`) or a wrong one answers
+//! `UNAUTHENTICATED`; a key over its rate limit `RESOURCE_EXHAUSTED` with a
+//! `google.rpc.RetryInfo` detail (OTel exporters retry `RESOURCE_EXHAUSTED`
+//! only when it carries one); a key store that cannot be asked
+//! `UNAVAILABLE`. Rejected spans are reported in `partial_success`; a
 //! malformed message answers `INVALID_ARGUMENT` with the decoder's message;
 //! a full queue answers `UNAVAILABLE` so OTel exporters retry.
 //!
@@ -26,10 +31,32 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use xray_auth::AuthError;
 
-use super::{Ingest, IngestError, Payload, api_key};
+use super::{Ingest, IngestError, Payload};
 use crate::metrics::Transport;
+
+/// The gRPC status answering an authentication failure.
+pub(crate) fn auth_status(e: &AuthError) -> Status {
+    let message = e.to_string();
+    match e {
+        AuthError::Missing | AuthError::Invalid => Status::unauthenticated(message),
+        AuthError::RateLimited { retry_after } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(*retry_after)),
+        ),
+        AuthError::Unavailable(_) => Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(
+                e.retry_after_secs().unwrap_or(1),
+            ))),
+        ),
+    }
+}
 
 /// The gRPC service name of OTLP trace export.
 const SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
@@ -97,13 +124,18 @@ async fn export(
 ) -> Result<Response<ExportTraceServiceResponse>, Status> {
     let started = Instant::now();
     let md = request.metadata();
-    let key = api_key(
-        md.get("x-api-key").and_then(|v| v.to_str().ok()),
-        md.get("authorization").and_then(|v| v.to_str().ok()),
-    );
+    let principal = ingest
+        .authenticate(
+            md.get("x-api-key").and_then(|v| v.to_str().ok()),
+            md.get("authorization").and_then(|v| v.to_str().ok()),
+            Transport::Grpc,
+            started,
+        )
+        .await
+        .map_err(|e| auth_status(&e))?;
     let body = request.into_inner();
     match ingest
-        .ingest(Payload::Protobuf(body), key, Transport::Grpc, started)
+        .ingest(Payload::Protobuf(body), &principal, Transport::Grpc, started)
         .await
     {
         Ok(resp) => Ok(Response::new(resp)),

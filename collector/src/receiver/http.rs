@@ -8,6 +8,13 @@
 //! in the request's encoding, with `partial_success` filled when spans were
 //! rejected; errors carry a `google.rpc.Status` in the request's encoding.
 //!
+//! Authentication comes first, before the body is read: the key in
+//! `x-api-key` or `authorization: Bearer …` decides the app. A missing key
+//! (with `auth.required`) or a wrong one gets 401, a key over its rate
+//! limit 429 with `Retry-After`, a key store that cannot be asked 503 with
+//! `Retry-After`, each with a `google.rpc.Status` body in the request's
+//! encoding.
+//!
 //! Limits: bodies larger than `receivers.otlp.max_message_bytes` — before
 //! *or after* decompression — get 413; decompression stops at the limit, so
 //! a gzip bomb never allocates more than that. Unknown content types and
@@ -33,7 +40,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::{Ingest, IngestError, Payload, api_key};
+use xray_auth::AuthError;
+
+use super::{Ingest, IngestError, Payload};
 use crate::metrics::{self, Transport};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -114,6 +123,8 @@ fn error(encoding: Encoding, status: StatusCode, message: String) -> Response {
     // gRPC codes matching the HTTP statuses, as OTLP/HTTP suggests.
     let code = match status {
         StatusCode::BAD_REQUEST => 3,          // INVALID_ARGUMENT
+        StatusCode::UNAUTHORIZED => 16,        // UNAUTHENTICATED
+        StatusCode::TOO_MANY_REQUESTS => 8,    // RESOURCE_EXHAUSTED
         StatusCode::PAYLOAD_TOO_LARGE => 8,    // RESOURCE_EXHAUSTED
         StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
         _ => 13,                               // INTERNAL
@@ -137,6 +148,14 @@ fn error(encoding: Encoding, status: StatusCode, message: String) -> Response {
             (status, headers, body).into_response()
         }
     }
+}
+
+/// An authentication failure answered in the request's encoding, with
+/// `Retry-After` when retrying later can succeed.
+fn auth_error(encoding: Encoding, e: &AuthError) -> Response {
+    let mut response = error(encoding, e.http_status(), e.to_string());
+    response.headers_mut().extend(e.http_headers());
+    response
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
@@ -165,6 +184,13 @@ async fn traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
         }
     };
     let transport = encoding.transport();
+    let principal = match ingest
+        .authenticate_headers(&headers, transport, started)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return auth_error(encoding, &e),
+    };
     let refuse = |status: StatusCode, message: String| {
         metrics::record_refused(transport, started.elapsed());
         error(encoding, status, message)
@@ -231,11 +257,7 @@ async fn traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
             Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
         },
     };
-    let key = api_key(
-        header_str(&headers, &header::HeaderName::from_static("x-api-key")),
-        header_str(&headers, &header::AUTHORIZATION),
-    );
-    match ingest.ingest(payload, key, transport, started).await {
+    match ingest.ingest(payload, &principal, transport, started).await {
         Ok(resp) => ok(encoding, &resp),
         // Already counted as refused by `ingest`.
         Err(e @ IngestError::Decode(_)) => error(encoding, StatusCode::BAD_REQUEST, e.to_string()),

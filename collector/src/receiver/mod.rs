@@ -1,5 +1,12 @@
 //! The OTLP receivers ([`grpc`], [`http`]) and what they share: turning an
 //! API key and a decoded request into mapped rows on the pipeline's queue.
+//!
+//! Every ingest route authenticates first ([`Ingest::authenticate`]): the
+//! key in `x-api-key` or `authorization: Bearer …` (HTTP headers or gRPC
+//! metadata) becomes a [`Principal`] whose app the rows belong to, or an
+//! [`AuthError`] the route answers in its own wire format (gRPC status,
+//! OTLP/HTTP `google.rpc.Status`, or JSON `{"error": …}` via
+//! `AuthError: IntoResponse` for the JSON endpoints).
 
 pub(crate) mod grpc;
 pub(crate) mod http;
@@ -10,6 +17,9 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+
+use axum::http::HeaderMap;
+use xray_auth::{AuthError, Authenticator, Principal};
 
 use crate::mapper::{self, DecodeError, IngestContext, MapOutcome};
 use crate::metrics::{self, Transport};
@@ -74,6 +84,9 @@ impl Payload {
 pub(crate) struct Ingest {
     pub(crate) pipeline: Pipeline,
     pub(crate) max_message_bytes: usize,
+    /// Decides which app a request's data belongs to (shared with the
+    /// dashboard API in `xray serve`: one key cache, one set of buckets).
+    pub(crate) auth: Authenticator,
 }
 
 /// Why an export request was not accepted.
@@ -103,20 +116,6 @@ impl std::fmt::Display for IngestError {
     }
 }
 
-/// The API key of a request: `x-api-key: KEY` or `authorization: Bearer KEY`.
-pub(crate) fn api_key(x_api_key: Option<&str>, authorization: Option<&str>) -> Option<String> {
-    if let Some(k) = x_api_key.map(str::trim).filter(|k| !k.is_empty()) {
-        return Some(k.to_string());
-    }
-    let auth = authorization?.trim();
-    let (scheme, rest) = auth.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        Some(rest.trim().to_string()).filter(|k| !k.is_empty())
-    } else {
-        None
-    }
-}
-
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -125,22 +124,55 @@ fn now_ns() -> i64 {
 }
 
 impl Ingest {
-    /// Decodes and maps `payload` and queues the rows; returns the OTLP
-    /// response to send.
+    /// Who sends a request carrying these `x-api-key` / `authorization`
+    /// values (HTTP headers or gRPC metadata): see
+    /// [`Authenticator::authenticate`]. A refusal is counted in the
+    /// metrics (`xray_collector_requests_refused_total` and
+    /// `xray_collector_auth_refused_total`); the caller answers it in its
+    /// wire format.
+    pub(crate) async fn authenticate(
+        &self,
+        x_api_key: Option<&str>,
+        authorization: Option<&str>,
+        transport: Transport,
+        started: Instant,
+    ) -> Result<Principal, AuthError> {
+        let key = xray_auth::key_from_headers(x_api_key, authorization);
+        match self.auth.authenticate(key.as_deref()).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                metrics::record_refused(transport, started.elapsed());
+                metrics::record_auth_refused(&e);
+                tracing::debug!(error = %e, transport = ?transport, "ingest request not authenticated");
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Ingest::authenticate`] for an HTTP request's headers: the step
+    /// every ingest route of the HTTP listener runs before reading its
+    /// body.
+    pub(crate) async fn authenticate_headers(
+        &self,
+        headers: &HeaderMap,
+        transport: Transport,
+        started: Instant,
+    ) -> Result<Principal, AuthError> {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        self.authenticate(get("x-api-key"), get("authorization"), transport, started)
+            .await
+    }
+
+    /// Decodes and maps `payload` into the app of `principal` and queues
+    /// the rows; returns the OTLP response to send.
     pub(crate) async fn ingest(
         &self,
         payload: Payload,
-        api_key: Option<String>,
+        principal: &Principal,
         transport: Transport,
         started: Instant,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
-        // Authentication lands with the API-key work; until then every
-        // request goes to the default app (auth.required = false).
-        let ctx = IngestContext {
-            app: xray_model::DEFAULT_APP.to_string(),
-            api_key,
-            ingest_time_ns: now_ns(),
-        };
+        let ctx = IngestContext::new(principal.ingest_app(), now_ns());
         let mapped = if payload.is_large() {
             tokio::task::spawn_blocking(move || payload.map(&ctx))
                 .await
@@ -194,27 +226,5 @@ impl Ingest {
                 })
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::api_key;
-
-    #[test]
-    fn api_key_from_either_header() {
-        assert_eq!(api_key(Some("xr_a"), None).as_deref(), Some("xr_a"));
-        assert_eq!(api_key(None, Some("Bearer xr_b")).as_deref(), Some("xr_b"));
-        assert_eq!(
-            api_key(None, Some("bearer  xr_c ")).as_deref(),
-            Some("xr_c")
-        );
-        assert_eq!(
-            api_key(Some("xr_a"), Some("Bearer xr_b")).as_deref(),
-            Some("xr_a")
-        );
-        assert_eq!(api_key(None, Some("Basic abc")), None);
-        assert_eq!(api_key(Some(" "), None), None);
-        assert_eq!(api_key(None, None), None);
     }
 }

@@ -16,14 +16,26 @@ pub fn config() -> xray_config::Config {
     c
 }
 
-/// A real collector writing to a fresh SQLite store.
+/// The authenticator of `config.auth` over the apps and keys of `store`.
+pub fn auth(config: &xray_config::Config, store: &TestBackend) -> xray_auth::Authenticator {
+    let keys: Arc<dyn xray_store::Store> = store.backend.clone();
+    xray_auth::Authenticator::new(&config.auth, keys)
+}
+
+/// A real collector writing to a fresh SQLite store (which also holds the
+/// apps and keys it authenticates with).
 pub async fn start(config: &xray_config::Config) -> (Collector, TestBackend) {
     let store = xray_store::testing::sqlite().await;
-    let sink: Arc<dyn Sink> = store.backend.clone();
-    let collector = Collector::start(config, sink, Vec::new())
-        .await
-        .expect("collector starts");
+    let collector = start_on(config, &store).await;
     (collector, store)
+}
+
+/// A real collector writing to `store` and authenticating with its keys.
+pub async fn start_on(config: &xray_config::Config, store: &TestBackend) -> Collector {
+    let sink: Arc<dyn Sink> = store.backend.clone();
+    Collector::start(config, sink, Vec::new(), auth(config, store))
+        .await
+        .expect("collector starts")
 }
 
 /// Reads one execution back, by trace id, as the dashboard would.

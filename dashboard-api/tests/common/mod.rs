@@ -11,20 +11,49 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-use xray_config::ApiConfig;
+use xray_config::{ApiConfig, AuthConfig};
 use xray_dashboard_api::{AppState, router};
 use xray_model::{CandidateDecision, Decision, MappedBatch, Status, StepType};
+use xray_store::Store;
 use xray_store::testing::{TestBackend, execution, span_id_for, step};
-use xray_store::{Scope, Store};
 
 pub const T0: i64 = 1_700_000_000_000_000_000;
 pub const MS: i64 = 1_000_000;
 /// `T0` in unix milliseconds, for query strings.
 pub const T0_MS: i64 = T0 / MS;
 
+/// The admin token of [`app_with_auth`] routers.
+pub const ADMIN: &str = "admin-token-for-api-tests-0123";
+
+/// The router over `t` with the `[auth]` defaults (keys optional, no admin
+/// token).
 pub fn app(t: &TestBackend) -> Router {
     let store: Arc<dyn Store> = t.backend.clone();
     router(AppState::new(store, ApiConfig::default()))
+}
+
+/// The router over `t` authenticating with `auth` over `t`'s keys.
+pub fn app_with_auth(t: &TestBackend, auth: &AuthConfig) -> Router {
+    let store: Arc<dyn Store> = t.backend.clone();
+    let authenticator = xray_auth::Authenticator::new(auth, store.clone());
+    router(AppState::new(store, ApiConfig::default()).with_auth(authenticator))
+}
+
+/// `[auth]` with [`ADMIN`] as the admin token.
+pub fn auth_config(required: bool) -> AuthConfig {
+    AuthConfig {
+        required,
+        admin_token: ADMIN.into(),
+        ..AuthConfig::default()
+    }
+}
+
+/// Creates an app named `name` on `t`'s store; returns its id and key.
+pub async fn new_app(t: &TestBackend, name: &str) -> (String, String) {
+    let (app, key) = xray_auth::create_app(t.backend.as_ref(), name)
+        .await
+        .unwrap_or_else(|e| panic!("[{}] create app {name}: {e}", t.name));
+    (app.id, key)
 }
 
 pub async fn write(t: &TestBackend, batch: MappedBatch) {
@@ -34,23 +63,44 @@ pub async fn write(t: &TestBackend, batch: MappedBatch) {
         .unwrap_or_else(|e| panic!("[{}] write failed: {e}", t.name));
 }
 
-/// Sends a GET (optionally with a scope in the extensions, as an auth layer
-/// would) and returns status and body (JSON when it parses, else a string).
-pub async fn get_scoped(app: &Router, uri: &str, scope: Option<Scope>) -> (StatusCode, Value) {
-    let mut req = Request::get(uri).body(Body::empty()).unwrap();
-    if let Some(s) = scope {
-        req.extensions_mut().insert(s);
+/// Sends a request with these headers and returns status, headers and
+/// body (JSON when it parses, else a string).
+pub async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
+    let req = req
+        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+        .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let v = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, v)
+    (status, headers, v)
+}
+
+/// A GET sending `key` as `authorization: Bearer` (none when `None`).
+pub async fn get_with_key(app: &Router, uri: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("authorization", b)])
+        .unwrap_or_default();
+    let (s, _, v) = send(app, "GET", uri, &headers, None).await;
+    (s, v)
 }
 
 pub async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
-    get_scoped(app, uri, None).await
+    get_with_key(app, uri, None).await
 }
 
 /// GET that must answer 200; returns the JSON body.

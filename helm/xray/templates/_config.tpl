@@ -48,6 +48,11 @@ shutdown_timeout_ms = {{ $c.pipeline.shutdown_timeout_ms | int64 }}
 
 [auth]
 required = {{ $c.auth.required }}
+cache_ttl_ms = {{ $c.auth.cache_ttl_ms | int64 }}
+
+[auth.rate_limit]
+requests_per_sec = {{ $c.auth.rate_limit.requests_per_sec | float64 }}
+burst = {{ $c.auth.rate_limit.burst | int64 }}
 
 [log]
 level = {{ $c.log.level | toJson }}

@@ -170,7 +170,7 @@ The XRAY_* variables carrying secrets, read from the Secret named by
 {{- end }}
 {{- end }}
 
-{{/* The admin token variable (collector and API; the migration Job needs none). */}}
+{{/* The admin token variable (the API pods only: the collector and the migration Job need none). */}}
 {{- define "xray.adminTokenEnv" -}}
 - name: XRAY_AUTH__ADMIN_TOKEN
   valueFrom:
