@@ -135,7 +135,12 @@ async fn export(
         .map_err(|e| auth_status(&e))?;
     let body = request.into_inner();
     match ingest
-        .ingest(Payload::Protobuf(body), &principal, Transport::Grpc, started)
+        .ingest(
+            Payload::Protobuf(body),
+            &principal,
+            Transport::Grpc,
+            started,
+        )
         .await
     {
         Ok(resp) => Ok(Response::new(resp)),
