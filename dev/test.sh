@@ -94,10 +94,12 @@ cargo test --workspace --doc --no-fail-fast
 
 cargo build -q -p xray
 xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
+cargo build -q -p xray-sdk --example competitor_selection
+example_bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples/competitor_selection"
 
 say "Helm chart tests"
 XRAY_BIN="$xray_bin" helm/test.sh
 
 say "Web UI end-to-end tests (headless Chromium)"
-XRAY_BIN="$xray_bin" ui/e2e/run.sh
+XRAY_BIN="$xray_bin" XRAY_EXAMPLE_BIN="$example_bin" ui/e2e/run.sh
 say "all tests passed"

@@ -3,6 +3,21 @@
 //! batch span processor's default export size), 1 execution span with 511
 //! child steps.
 //!
+//! - `decode_and_map_512_spans`: protobuf bytes → rows through
+//!   `map_protobuf`, the path both OTLP protobuf receivers take (zero-copy
+//!   decoding straight into the mapper);
+//! - `prost_decode_and_map_512_spans`: the same bytes decoded into owned
+//!   prost messages first, then `map` (the OTLP/JSON path's shape, and the
+//!   receivers' path before `map_protobuf`), for comparison;
+//! - `map_only_512_spans`: `map` of an already decoded request.
+//!
+//! The group `mapper_cpu_time` runs the first two again but measures the
+//! bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) instead of
+//! wall-clock time: on a machine shared with other builds, wall-clock
+//! figures mostly measure how often the thread was descheduled, CPU time
+//! measures the work (cache and frequency effects of the other load
+//! remain).
+//!
 //! Run: `cargo bench -p xray-collector --bench mapper`
 //! Latest results are in `docs/benchmarks.md`.
 //!
@@ -10,13 +25,16 @@
 //! the figures are the ones the collector gets in production (allocation is
 //! a large share of mapping: every attribute is a string).
 
+use std::hint::black_box;
+use std::time::Duration;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
 use prost::Message;
-use xray_collector::mapper::{IngestContext, map};
+use xray_collector::mapper::{IngestContext, map, map_protobuf};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -127,8 +145,15 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("decode_and_map_512_spans", |b| {
         b.iter_batched(
-            || bytes.clone(),
-            |bytes| {
+            || (),
+            |()| map_protobuf(&bytes, &ctx).expect("decode"),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("prost_decode_and_map_512_spans", |b| {
+        b.iter_batched(
+            || (),
+            |()| {
                 let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decode");
                 map(req, &ctx)
             },
@@ -139,6 +164,55 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(request, |req| map(req, &ctx), BatchSize::SmallInput)
     });
     g.finish();
+
+    let mut g = c.benchmark_group("mapper_cpu_time");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("decode_and_map_512_spans", |b| {
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                black_box(map_protobuf(black_box(&bytes), &ctx).expect("decode"))
+            })
+        })
+    });
+    g.bench_function("prost_decode_and_map_512_spans", |b| {
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                let req =
+                    ExportTraceServiceRequest::decode(black_box(bytes.as_slice())).expect("decode");
+                black_box(map(req, &ctx))
+            })
+        })
+    });
+    g.finish();
+}
+
+/// CPU time this thread has run.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// CPU time of `iters` calls of `routine`; outputs are dropped outside the
+/// measurement, as `iter_batched` does.
+fn cpu_time_of<O>(iters: u64, mut routine: impl FnMut() -> O) -> Duration {
+    const CHUNK: u64 = 64;
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    let mut outputs = Vec::with_capacity(CHUNK as usize);
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let start = thread_cpu_time();
+        for _ in 0..n {
+            outputs.push(routine());
+        }
+        total += thread_cpu_time().saturating_sub(start);
+        outputs.clear();
+        left -= n;
+    }
+    total
 }
 
 criterion_group!(benches, bench);

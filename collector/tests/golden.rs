@@ -6,14 +6,19 @@
 //! every mapped batch to a real SQLite store and record what it reads back
 //! per trace, so the expected file shows the merged result.
 //!
+//! Every request is also encoded to protobuf and mapped through
+//! `map_protobuf` (the receivers' zero-copy path), which must give exactly
+//! the same outcome.
+//!
 //! Regenerate the expected files with `XRAY_BLESS=1 cargo test -p
 //! xray-collector --test golden`, then review the diff.
 
 use std::path::{Path, PathBuf};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use serde_json::{Value, json};
-use xray_collector::mapper::{IngestContext, MapOutcome, map};
+use xray_collector::mapper::{IngestContext, MapOutcome, map, map_protobuf};
 use xray_store::Scope;
 
 const INGEST_BASE_NS: i64 = 1_800_000_000_000_000_000;
@@ -36,10 +41,21 @@ fn request(v: &Value, name: &str) -> ExportTraceServiceRequest {
     serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{name}: not OTLP/JSON: {e}"))
 }
 
+/// Maps `request` with `map`, and checks that its protobuf encoding maps
+/// to the same outcome through `map_protobuf`.
+fn map_both(request: ExportTraceServiceRequest, ctx: &IngestContext, name: &str) -> MapOutcome {
+    let bytes = request.encode_to_vec();
+    let out = map(request, ctx);
+    let wire = map_protobuf(&bytes, ctx)
+        .unwrap_or_else(|e| panic!("{name}: map_protobuf refused the encoded request: {e}"));
+    assert_eq!(wire, out, "{name}: map_protobuf differs from map");
+    out
+}
+
 async fn actual(name: &str, fixture: &Value) -> Value {
     let Some(requests) = fixture.get("requests").and_then(Value::as_array) else {
         let ctx = IngestContext::new(xray_model::DEFAULT_APP, INGEST_BASE_NS);
-        let out = map(request(fixture, name), &ctx);
+        let out = map_both(request(fixture, name), &ctx, name);
         // Determinism: the same input gives the same rows.
         assert_eq!(
             out,
@@ -53,7 +69,7 @@ async fn actual(name: &str, fixture: &Value) -> Value {
     let mut traces = std::collections::BTreeSet::new();
     for (i, r) in requests.iter().enumerate() {
         let ctx = IngestContext::new(xray_model::DEFAULT_APP, INGEST_BASE_NS + i as i64 * 1_000);
-        let out = map(request(r, name), &ctx);
+        let out = map_both(request(r, name), &ctx, name);
         traces.extend(out.batch.executions.iter().map(|e| e.trace_id.clone()));
         traces.extend(out.batch.steps.iter().map(|s| s.trace_id.clone()));
         store

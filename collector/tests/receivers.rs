@@ -389,3 +389,129 @@ async fn bind_errors_name_the_key() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// A gRPC codec that sends raw bytes (so a test can send what no protobuf
+/// encoder would) and decodes the OTLP response.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+async fn raw_grpc(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<ExportTraceServiceResponse, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument_over_grpc_and_400_over_http() {
+    let (collector, store) = common::start(&common::config()).await;
+    // A pipeline name that is not UTF-8: prost refuses such a message, and
+    // so does the collector, whichever transport carries it.
+    let good = request(vec![span(8, 1, None, vec![kv("xray.pipeline", "qqq")])]).encode_to_vec();
+    let at = good.windows(3).position(|w| w == b"qqq").unwrap();
+    let mut bad = good.clone();
+    bad[at + 1] = 0xff;
+    let expected = "failed to decode the protobuf ExportTraceServiceRequest: failed to decode Protobuf message: AnyValue.value: KeyValue.value: Span.attributes: ScopeSpans.spans: ResourceSpans.scope_spans: ExportTraceServiceRequest.resource_spans: invalid string value: data is not UTF-8 encoded";
+
+    let err = raw_grpc(collector.grpc_addr(), EXPORT, bad.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert_eq!(err.message(), expected);
+    // Truncated and garbage bodies too.
+    for body in [good[..good.len() - 3].to_vec(), b"garbage".to_vec()] {
+        let err = raw_grpc(collector.grpc_addr(), EXPORT, body)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(
+            err.message()
+                .starts_with("failed to decode the protobuf ExportTraceServiceRequest: "),
+            "{err}"
+        );
+    }
+    // Other methods of the service are not implemented.
+    let err = raw_grpc(
+        collector.grpc_addr(),
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Nope",
+        good.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", collector.http_addr()))
+        .header("content-type", "application/x-protobuf")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let status = RpcStatus::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(status.code, 3);
+    assert_eq!(status.message, expected);
+
+    // The raw path accepts the valid bytes, and the rows arrive.
+    let resp = raw_grpc(collector.grpc_addr(), EXPORT, good).await.unwrap();
+    assert_eq!(resp.partial_success, None);
+    collector.shutdown().await.unwrap();
+    let d = common::read(&store, &hex(8, 16)).await;
+    assert_eq!(d.execution.pipeline, "qqq");
+}

@@ -17,6 +17,15 @@
 //! (with `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` for OTLP/HTTP). Set
 //! `XRAY_API_KEY` when the collector requires keys and `XRAY_LIVE=1` to send
 //! each step as its own span.
+//!
+//! Options:
+//! - `--runs N`: run the pipeline N times, cycling through a small
+//!   catalogue of our products ([`our_products`]); one of them finds no
+//!   competitor, so its execution fails. Default: one run for
+//!   [`our_product`].
+//! - `--json`: print one JSON line per execution on stdout (id, product,
+//!   status, candidate counts, rejection reasons, selection): what the
+//!   run recorded, for scripts and tests to check against.
 
 use serde::Serialize;
 use xray_sdk::{Decision, DeliveryMode, Execution, StepType, XRay};
@@ -61,23 +70,113 @@ pub fn our_product() -> Product {
     }
 }
 
+/// The products `--runs` cycles through: [`our_product`] first, then
+/// others in other categories and price ranges. The last one is in a
+/// category the catalogue search never returns, so every candidate is
+/// filtered out and its execution fails.
+pub fn our_products() -> Vec<Product> {
+    let p = |asin: &str, title: &str, category: &str, price: f64| Product {
+        asin: asin.into(),
+        title: title.into(),
+        category: category.into(),
+        price,
+    };
+    vec![
+        our_product(),
+        p(
+            "B0OURS0100",
+            "TrailSip Stainless Steel Bottle 1L",
+            "Sports & Outdoors > Water Bottles",
+            44.5,
+        ),
+        p(
+            "B0OURS0024",
+            "CommuteMug Vacuum Flask 24 oz",
+            "Kitchen > Travel Mugs",
+            24.0,
+        ),
+        p(
+            "B0OURS0012",
+            "LittleSip Kids Water Bottle 12 oz",
+            "Baby > Sippy Cups",
+            12.99,
+        ),
+        p(
+            "B0OURS0020",
+            "ClearDay Glass Water Bottle 20 oz",
+            "Kitchen > Glassware",
+            18.0,
+        ),
+    ]
+}
+
+/// What one execution recorded, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Execution id.
+    pub execution_id: String,
+    /// Our product's id.
+    pub product: String,
+    /// `completed` or `failed`.
+    pub status: &'static str,
+    /// Why the execution failed.
+    pub error: Option<String>,
+    /// Candidates the search returned.
+    pub found: u64,
+    /// Candidates left after the filters.
+    pub kept: u64,
+    /// Candidates left after ranking.
+    pub ranked: u64,
+    /// Filter rejections, reason → count, in the order the filter applies
+    /// them.
+    pub rejections: Vec<(&'static str, u64)>,
+    /// The selected competitor's id.
+    pub selected: Option<String>,
+}
+
 /// Runs one execution of the pipeline for `product`, recording it with
 /// `xray`. Returns the execution id and the selected competitor (or the
 /// error the execution failed with).
 pub fn run_pipeline(xray: &XRay, product: &Product) -> (String, Result<Candidate, String>) {
+    let (report, result) = run_pipeline_reported(xray, product);
+    (report.execution_id, result)
+}
+
+/// [`run_pipeline`], also returning what the execution recorded.
+pub fn run_pipeline_reported(
+    xray: &XRay,
+    product: &Product,
+) -> (Report, Result<Candidate, String>) {
     let exec = xray
         .execution("competitor-selection")
         .input(product)
         .tag("example")
         .metadata("catalogue", "us")
         .start();
-    let id = exec.id().unwrap_or_default().to_owned();
-    let result = run(&exec, product);
+    let mut report = Report {
+        execution_id: exec.id().unwrap_or_default().to_owned(),
+        product: product.asin.clone(),
+        status: "completed",
+        error: None,
+        found: 0,
+        kept: 0,
+        ranked: 0,
+        rejections: Vec::new(),
+        selected: None,
+    };
+    let result = run(&exec, product, &mut report);
     match &result {
-        Ok(best) => exec.complete(best),
-        Err(e) => exec.fail(e),
+        Ok(best) => {
+            report.selected = Some(best.asin.clone());
+            exec.complete(best)
+        }
+        Err(e) => {
+            report.status = "failed";
+            report.error = Some(e.clone());
+            exec.fail(e)
+        }
     }
-    (id, result)
+    (report, result)
 }
 
 /// Small deterministic generator (64-bit LCG), so every run produces the
@@ -165,7 +264,7 @@ fn score(product: &Product, c: &Candidate) -> f64 {
     ((0.5 * price_fit + 0.3 * rating + 0.2 * popularity) * 1000.0).round() / 1000.0
 }
 
-fn run(exec: &Execution, product: &Product) -> Result<Candidate, String> {
+fn run(exec: &Execution, product: &Product, report: &mut Report) -> Result<Candidate, String> {
     // 1. LLM writes keywords.
     let keywords = generate_keywords(product);
     exec.step("generate_keywords")
@@ -186,6 +285,7 @@ fn run(exec: &Execution, product: &Product) -> Result<Candidate, String> {
 
     // 2. Catalogue search.
     let found = search(&keywords, 5000);
+    report.found = found.len() as u64;
     exec.step("search_catalogue")
         .kind(StepType::Retrieval)
         .input(&keywords)
@@ -227,6 +327,12 @@ fn run(exec: &Execution, product: &Product) -> Result<Candidate, String> {
             }
         }
     }
+    report.kept = kept.len() as u64;
+    report.rejections = vec![
+        ("wrong_category", wrong_category),
+        ("price_out_of_band", price),
+        ("rating_below_4", rating),
+    ];
     f.reject("wrong_category", wrong_category)
         .reject("price_out_of_band", price)
         .reject("rating_below_4", rating)
@@ -246,6 +352,7 @@ fn run(exec: &Execution, product: &Product) -> Result<Candidate, String> {
         kept.into_iter().map(|c| (score(product, &c), c)).collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.asin.cmp(&b.1.asin)));
     let top: Vec<_> = ranked.into_iter().take(10).collect();
+    report.ranked = top.len() as u64;
     for (s, c) in &top {
         rank.candidate(&c.asin, Decision::Accepted, None, *s);
     }
@@ -307,10 +414,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let xray = builder.build()?;
 
-    let (id, result) = run_pipeline(&xray, &our_product());
-    match result {
-        Ok(best) => eprintln!("selected {} ({}), execution {id}", best.asin, best.title),
-        Err(e) => eprintln!("failed: {e}, execution {id}"),
+    let mut runs = 1usize;
+    let mut json = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => {
+                runs = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--runs takes a positive number")?;
+            }
+            "--json" => json = true,
+            other => {
+                return Err(format!("unknown argument {other:?} (use --runs N, --json)").into());
+            }
+        }
+    }
+    let products = if runs == 1 {
+        vec![our_product()]
+    } else {
+        our_products()
+    };
+    let mut out = std::io::stdout().lock();
+    for i in 0..runs {
+        let product = &products[i % products.len()];
+        let (report, result) = run_pipeline_reported(&xray, product);
+        let id = &report.execution_id;
+        match result {
+            Ok(best) => eprintln!("selected {} ({}), execution {id}", best.asin, best.title),
+            Err(e) => eprintln!("failed: {e}, execution {id}"),
+        }
+        if json {
+            use std::io::Write;
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        }
     }
     xray.shutdown()?;
     let stats = xray.stats();

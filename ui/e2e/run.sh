@@ -2,13 +2,16 @@
 # End-to-end tests of the X-Ray web UI.
 #
 # Starts `xray serve` on free ports with a fresh SQLite store in a temp dir,
-# loads realistic data over OTLP/HTTP (load-data.mjs), starts a second
-# `xray serve` with auth.required = true and one app (created with
-# `xray apps create`) holding one run, drives headless Chromium through
-# every view (ui.test.mjs) and stops the servers.
+# loads data (load-data.mjs: the SDK's competitor-selection example run
+# against it over OTLP/gRPC, plus two generated pipelines over OTLP/HTTP),
+# starts a second `xray serve` with auth.required = true and one app
+# (created with `xray apps create`) holding one run, drives headless
+# Chromium through every view (ui.test.mjs) and stops the servers.
 #
 # Environment:
 #   XRAY_BIN          the xray binary to test (default: build it with cargo)
+#   XRAY_EXAMPLE_BIN  the built competitor_selection example (default: build
+#                     it with cargo)
 #   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
 #   CHROMIUM_BIN      default /usr/bin/chromium (installed with apt-get if missing)
 #   UPDATE_DOCS=1     also write the screenshots to docs/img/ (for docs/ui.md)
@@ -44,6 +47,14 @@ if [ -z "$xray_bin" ]; then
   xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
 fi
 [ -x "$xray_bin" ] || { say "XRAY_BIN=$xray_bin is not an executable"; exit 1; }
+
+example_bin="${XRAY_EXAMPLE_BIN:-}"
+if [ -z "$example_bin" ]; then
+  say "building the competitor_selection example"
+  (cd "$root" && cargo build -q -p xray-sdk --example competitor_selection)
+  example_bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples/competitor_selection"
+fi
+[ -x "$example_bin" ] || { say "XRAY_EXAMPLE_BIN=$example_bin is not an executable"; exit 1; }
 
 free_port() {
   node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
@@ -93,9 +104,9 @@ level = "warn"
 TOML
 
 say "starting $xray_bin serve (api :$api_port, otlp http :$http_port, grpc :$grpc_port)"
-# XRAY_BIN is ours, not a config key: xray reads every XRAY_* variable as
-# configuration and rejects unknown ones.
-env -u XRAY_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
+# XRAY_BIN and XRAY_EXAMPLE_BIN are ours, not config keys: xray reads every
+# XRAY_* variable as configuration and rejects unknown ones.
+env -u XRAY_BIN -u XRAY_EXAMPLE_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/xray.toml" >"$tmp/xray.log" 2>&1 &
 server_pid=$!
 
 api="http://127.0.0.1:$api_port"
@@ -107,8 +118,9 @@ done
 curl -fsS "$api/readyz" >/dev/null || { say "xray serve did not become ready"; exit 1; }
 
 # --- data -------------------------------------------------------------------------
-say "loading data over OTLP/HTTP"
-node "$here/load-data.mjs" "http://127.0.0.1:$http_port" "$api" "$tmp/manifest.json"
+say "loading data: the competitor_selection example over OTLP/gRPC, two more pipelines over OTLP/HTTP"
+XRAY_EXAMPLE_BIN="$example_bin" node "$here/load-data.mjs" \
+  "http://127.0.0.1:$http_port" "http://127.0.0.1:$grpc_port" "$api" "$tmp/manifest.json"
 
 # --- a second server requiring API keys ------------------------------------------
 auth_ports=()
@@ -138,12 +150,12 @@ required = true
 [log]
 level = "warn"
 TOML
-auth_app_json="$(env -u XRAY_BIN "$xray_bin" apps create --config "$tmp/auth.toml" --name "E2E Shop" --json)"
+auth_app_json="$(env -u XRAY_BIN -u XRAY_EXAMPLE_BIN "$xray_bin" apps create --config "$tmp/auth.toml" --name "E2E Shop" --json)"
 json_field() { node -e 'let s="";process.stdin.on("data",(d)=>{s+=d}).on("end",()=>{let v=JSON.parse(s);for(const k of process.argv[1].split("."))v=v[k];console.log(v)})' "$1"; }
 auth_key="$(printf '%s' "$auth_app_json" | json_field key.key)"
 auth_app="$(printf '%s' "$auth_app_json" | json_field id)"
 say "starting a second server with auth.required (api :$auth_api_port, app $auth_app)"
-env -u XRAY_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/auth.toml" >"$tmp/xray-auth.log" 2>&1 &
+env -u XRAY_BIN -u XRAY_EXAMPLE_BIN RUST_BACKTRACE=0 "$xray_bin" serve --config "$tmp/auth.toml" >"$tmp/xray-auth.log" 2>&1 &
 auth_pid=$!
 auth_api="http://127.0.0.1:$auth_api_port"
 for _ in $(seq 1 300); do

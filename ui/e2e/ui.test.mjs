@@ -1,6 +1,8 @@
 // End-to-end tests of the X-Ray UI: headless Chromium (Debian's package)
-// driven by playwright-core against a real `xray serve` loaded with data by
-// load-data.mjs. Run through ./run.sh, which provides:
+// driven by playwright-core against a real `xray serve` loaded by
+// load-data.mjs: the competitor-selection pipeline comes from running the
+// SDK's example (sdk/examples/competitor_selection.rs), and the manifest
+// holds what each run of it recorded. Run through ./run.sh, which provides:
 //   XRAY_UI_URL         base URL of the dashboard API + UI
 //   XRAY_E2E_MANIFEST   what load-data.mjs loaded
 //   XRAY_E2E_OUT        where screenshots go (target/ui-e2e)
@@ -21,6 +23,18 @@ const OUT = process.env.XRAY_E2E_OUT || 'target/ui-e2e';
 const DOCS = process.env.XRAY_E2E_DOCS_IMG || '';
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 mkdirSync(OUT, { recursive: true });
+
+const n = (x) => x.toLocaleString('en-US');
+/** Filter rejections of a run, largest first, as the charts order them. */
+const reasonsByCount = (rejections) => rejections.filter(([, c]) => c > 0).sort((a, b) => b[1] - a[1]).map(([r]) => r);
+/**
+ * The list row of an execution. The example's execution ids are trace ids
+ * (32 hex digits), which the list abbreviates; the link's title holds the
+ * whole id.
+ */
+const rowOf = (rows, id) => rows.filter({ has: page.locator(`td:last-child a[title="${id}"]`) });
+/** The example's steps, in order. */
+const STEPS = ['generate_keywords', 'search_catalogue', 'filter_candidates', 'rank_candidates', 'select_competitor'];
 
 let context;
 let page;
@@ -74,15 +88,16 @@ describe('executions list', () => {
     const total = manifest.competitor.length + manifest.triage.length + 1;
     assert.equal(await rows.count(), total);
     // Newest first: the last competitor run is newer than the first one.
-    const ids = await page.locator('table.data tbody tr td:last-child a').allTextContents();
+    const ids = await page.locator('table.data tbody tr td:last-child a').evaluateAll((as) => as.map((a) => a.title));
     const newest = manifest.competitor.at(-1).id;
     const oldest = manifest.competitor[0].id;
     assert.ok(ids.indexOf(newest) < ids.indexOf(oldest), `${newest} should come before ${oldest}: ${ids}`);
-    // Final in → out comes from the funnel of each run.
+    // Final in → out comes from the funnel of each run: the search's 5,000
+    // candidates down to the one selected.
     const run = manifest.competitor.at(-1);
-    const row = rows.filter({ hasText: run.id });
+    const row = rowOf(rows, run.id);
     await waitText(row.locator('td.inout'), '→');
-    assert.equal((await row.locator('td.inout').textContent()).trim(), `${run.found.toLocaleString('en-US')} → 1`);
+    assert.equal((await row.locator('td.inout').textContent()).trim(), `${n(run.found)} → 1`);
     await waitText(rows.filter({ hasText: manifest.bulk.id }).locator('td.num'), '10,000');
     // Every row's funnel has loaded (including the 10,000-step one).
     await page.waitForFunction(() => [...document.querySelectorAll('td.inout')].every((td) => !td.textContent.includes('…')));
@@ -95,17 +110,20 @@ describe('executions list', () => {
     await page.waitForURL(/status=failed/);
     const rows = page.locator('table.data tbody tr');
     const failed = manifest.competitor.filter((r) => r.failed);
-    await waitText(rows, failed[0].id);
+    await rowOf(rows, failed[0].id).waitFor();
     assert.equal(await rows.count(), failed.length);
     for (const b of await rows.locator('.badge').allTextContents()) assert.equal(b, 'failed');
 
-    // A shared URL restores the view: pipeline + environment + search.
-    await go('/executions?pipeline=competitor-selection&environment=staging');
-    await waitText(rows, 'staging');
-    const staging = manifest.competitor.filter((r) => r.environment === 'staging');
-    assert.equal(await rows.count(), staging.length);
+    // A shared URL restores the view: pipeline + environment + search. The
+    // example reports environment "dev"; the other pipelines prod/staging.
+    await go('/executions?pipeline=competitor-selection&environment=dev');
+    await waitText(rows, 'dev');
+    assert.equal(await rows.count(), manifest.competitor.length);
     assert.equal(await page.locator('input[name=pipeline]').inputValue(), 'competitor-selection');
-    assert.equal(await page.locator('input[name=environment]').inputValue(), 'staging');
+    assert.equal(await page.locator('input[name=environment]').inputValue(), 'dev');
+    await go('/executions?environment=staging');
+    await waitText(rows, 'support-triage');
+    assert.equal(await rows.count(), manifest.triage.filter((_, i) => i % 2).length);
 
     await go('/executions?q=bulk');
     await waitText(rows, manifest.bulk.id);
@@ -119,7 +137,7 @@ describe('executions list', () => {
     await go('/executions?pipeline=competitor-selection');
     const rows = page.locator('table.data tbody tr');
     await waitText(rows, 'competitor-selection');
-    // 12 runs on pages of 50 fit on one page: no "Older" link.
+    // The runs on pages of 50 fit on one page: no "Older" link.
     assert.equal(await page.locator('a[rel=next]').count(), 0);
   });
 });
@@ -129,45 +147,47 @@ describe('execution detail', () => {
 
   it('opens from the list and shows the waterfall', async () => {
     await go('/executions');
-    await page.locator('table.data tbody tr').filter({ hasText: run().id }).locator('td:last-child a').click();
+    await rowOf(page.locator('table.data tbody tr'), run().id).locator('td:last-child a').click();
     await page.waitForURL(new RegExp(`/executions/${run().id}$`));
     await waitText(page.locator('h1'), 'competitor-selection');
     const names = await page.locator('.wf-row .wf-name-text').allTextContents();
-    assert.deepEqual(names, ['generate_keywords', 'search_catalog', 'filter_price_rating', 'rank_candidates',
-      'embed_candidates', 'cross_encoder', 'select_competitor']);
-    // Nested steps are indented under their parent.
-    const level = await page.locator('.wf-row', { hasText: 'cross_encoder' }).getAttribute('aria-level');
-    assert.equal(level, '2');
-    await waitText(page.locator('.facts'), `${run().found.toLocaleString('en-US')} → 1`);
+    assert.deepEqual(names, STEPS);
+    await waitText(page.locator('.facts'), `${n(run().found)} → 1`);
   });
 
   it('shows a step in the side panel: reasoning, rejections, JSON, candidates', async () => {
-    await page.locator('.wf-row', { hasText: 'filter_price_rating' }).click();
+    await page.locator('.wf-row', { hasText: 'filter_candidates' }).click();
     const panel = page.locator('.side-panel');
-    await waitText(panel.locator('h2'), 'filter_price_rating');
-    await waitText(panel, 'Kept products priced at most 1.5x');
-    await waitText(panel.locator('.bars'), 'price_above_limit');
-    await waitText(panel, `${run().found.toLocaleString('en-US')} in → ${run().after_filter} out`);
-    await waitText(panel.locator('.json').first(), 'max_price');
+    await waitText(panel.locator('h2'), 'filter_candidates');
+    // The reasoning the example wrote, with this run's counts.
+    await waitText(panel, `${run().kept} of ${run().found} candidates are in the category`);
+    const bars = await panel.locator('.bars .bar-label').allTextContents();
+    assert.deepEqual(bars, reasonsByCount(run().rejections));
+    await waitText(panel, `${n(run().found)} in → ${n(run().kept)} out`);
+    await waitText(panel.locator('.json').first(), 'price_band');
+    // The SDK keeps at most 100 sampled decisions per step.
     const cands = panel.locator('table.data tbody tr');
-    assert.equal(await cands.count(), 30);
-    await panel.getByRole('combobox', { name: 'Show candidates with decision' }).selectOption('accepted');
-    assert.equal(await cands.count(), 6);
+    const all = await cands.count();
+    assert.ok(all > 0 && all <= 100, `${all} candidate rows`);
+    await panel.getByRole('combobox', { name: 'Show candidates with decision' }).selectOption('rejected');
+    const rejected = await cands.count();
+    assert.ok(rejected > 0 && rejected < all, `${rejected} of ${all} rejected`);
+    assert.equal(await panel.locator('table.data tbody tr.cand-rejected').count(), rejected);
     assert.match(page.url(), /step=[0-9a-f]{16}/);
     await shot('execution');
 
     // The selected step survives a reload (it is in the URL).
     await page.reload();
-    await waitText(page.locator('.side-panel h2'), 'filter_price_rating');
+    await waitText(page.locator('.side-panel h2'), 'filter_candidates');
   });
 
   it('moves through steps with the keyboard', async () => {
     await page.locator('.wf-scroll').focus();
     await page.keyboard.press('Home');
     await waitText(page.locator('.side-panel h2'), 'generate_keywords');
-    await waitText(page.locator('.side-panel'), 'gpt-4o-mini');
+    await waitText(page.locator('.side-panel'), 'gpt-4o');
     await page.keyboard.press('ArrowDown');
-    await waitText(page.locator('.side-panel h2'), 'search_catalog');
+    await waitText(page.locator('.side-panel h2'), 'search_catalogue');
     await page.keyboard.press('End');
     await waitText(page.locator('.side-panel h2'), 'select_competitor');
     await waitText(page.locator('.side-panel'), run().selected);
@@ -176,12 +196,13 @@ describe('execution detail', () => {
   it('marks failed steps and the failed execution', async () => {
     const failed = manifest.competitor.find((r) => r.failed);
     await go(`/executions/${failed.id}`);
-    await waitText(page.locator('.error-box'), 'cross-encoder timed out');
+    await waitText(page.locator('.error-box'), failed.error);
     const failedRows = page.locator('.wf-row.is-failed .wf-name-text');
-    await waitText(failedRows, 'cross_encoder');
-    assert.deepEqual((await failedRows.allTextContents()).sort(), ['cross_encoder', 'rank_candidates']);
+    await waitText(failedRows, 'select_competitor');
+    assert.deepEqual(await failedRows.allTextContents(), ['select_competitor']);
     await page.getByRole('button', { name: /Next failed step/ }).click();
-    await waitText(page.locator('.side-panel .error-box'), 'timed out');
+    await waitText(page.locator('.side-panel h2'), 'select_competitor');
+    await waitText(page.locator('.side-panel .error-box'), failed.error);
   });
 });
 
@@ -192,17 +213,17 @@ describe('funnel', () => {
     await page.getByRole('tab', { name: 'Funnel' }).click();
     await page.waitForURL(/tab=funnel/);
     const rows = page.locator('svg.funnel .f-row');
-    await waitText(rows, 'filter_price_rating');
+    await waitText(rows, 'filter_candidates');
+    // Every step that reported candidate counts (the LLM keyword step does not).
     const labels = await page.locator('svg.funnel .f-label').allTextContents();
-    assert.deepEqual(labels, ['search_catalog', 'filter_price_rating', 'rank_candidates', 'embed_candidates', 'cross_encoder', 'select_competitor']);
+    assert.deepEqual(labels, STEPS.slice(1));
     // The step that throws most candidates away is called out.
     const worst = page.locator('svg.funnel .f-worst .f-label');
-    assert.equal(await worst.textContent(), 'filter_price_rating');
-    const dropped = run.found - run.after_filter;
-    await waitText(page.locator('svg.funnel .f-worst'), `−${dropped.toLocaleString('en-US')} dropped`);
-    const hist = page.locator('.hist').filter({ hasText: 'filter_price_rating' });
+    assert.equal(await worst.textContent(), 'filter_candidates');
+    await waitText(page.locator('svg.funnel .f-worst'), `−${n(run.found - run.kept)} dropped`);
+    const hist = page.locator('.hist').filter({ hasText: 'filter_candidates' });
     const reasons = await hist.locator('.bar-label').allTextContents();
-    assert.deepEqual(reasons, ['price_above_limit', 'rating_below_3.5', 'out_of_stock']);
+    assert.deepEqual(reasons, reasonsByCount(run.rejections));
     await shot('funnel');
     // Clicking a funnel row opens the step in the timeline.
     await rows.filter({ hasText: 'select_competitor' }).click();
@@ -216,6 +237,9 @@ describe('10,000 steps', () => {
     await waitText(page.locator('.wf-axis'), '10,000 steps');
     const rendered = await page.locator('.wf-row').count();
     assert.ok(rendered > 10 && rendered < 150, `rendered ${rendered} rows`);
+    // Nested steps are indented under their parent.
+    assert.equal(await page.locator('.wf-row', { hasText: 'batch_000' }).getAttribute('aria-level'), '1');
+    assert.equal(await page.locator('.wf-row', { hasText: 'enrich_item_00001' }).getAttribute('aria-level'), '2');
     await page.locator('.wf-scroll').evaluate((el) => { el.scrollTop = el.scrollHeight; });
     await waitText(page.locator('.wf-row'), 'enrich_item_09999');
     assert.ok(await page.locator('.wf-row').count() < 150);
@@ -243,10 +267,13 @@ describe('pipelines', () => {
   it('shows the aggregated funnel with top rejection reasons and links to executions', async () => {
     await page.locator('table.data tbody tr a', { hasText: 'competitor-selection' }).first().click();
     await page.waitForURL(/\/pipelines\/competitor-selection/);
-    await waitText(page.locator('svg.funnel'), 'filter_price_rating');
-    const filterRow = page.locator('table.steps-table tbody tr').filter({ hasText: 'filter_price_rating' });
+    await waitText(page.locator('svg.funnel'), 'filter_candidates');
+    const filterRow = page.locator('table.steps-table tbody tr').filter({ hasText: 'filter_candidates' });
     const top = await filterRow.locator('.bar-label').allTextContents();
-    assert.deepEqual(top, ['price_above_limit', 'rating_below_3.5', 'out_of_stock']);
+    // Summed over every run of the example.
+    const totals = new Map();
+    for (const r of manifest.competitor) for (const [reason, c] of r.rejections) totals.set(reason, (totals.get(reason) || 0) + c);
+    assert.deepEqual(top, reasonsByCount([...totals]));
     await waitText(page.locator('.stats'), String(manifest.competitor.length));
     await shot('pipeline');
     await page.getByRole('link', { name: 'Failed executions' }).click();
@@ -266,13 +293,15 @@ describe('diff', () => {
     await page.getByRole('button', { name: 'Compare' }).click();
     await page.waitForURL(new RegExp(`a=${a.id}.*b=${b.id}`));
     await waitText(page.locator('.diff-summary'), 'changed');
-    const filterRow = page.locator('table.diff-table tbody tr').filter({ hasText: 'filter_price_rating' }).first();
+    // Two products: the filter kept different numbers of candidates.
+    assert.notEqual(a.kept, b.kept);
+    const filterRow = page.locator('table.diff-table tbody tr').filter({ hasText: 'filter_candidates' }).first();
     await waitText(filterRow.locator('.badge').first(), 'changed');
-    await waitText(filterRow.locator('.changed-fields'), 'candidates_in, candidates_out');
+    await waitText(filterRow.locator('.changed-fields'), 'candidates_out');
     // Counts differ between the runs: those cells are highlighted.
     const highlighted = await filterRow.locator('td.diff-changed').allTextContents();
-    assert.ok(highlighted.includes(`${a.found.toLocaleString('en-US')} → ${a.after_filter}`), highlighted.join(' | '));
-    assert.ok(highlighted.includes(`${b.found.toLocaleString('en-US')} → ${b.after_filter}`), highlighted.join(' | '));
+    assert.ok(highlighted.includes(`${n(a.found)} → ${n(a.kept)}`), highlighted.join(' | '));
+    assert.ok(highlighted.includes(`${n(b.found)} → ${n(b.kept)}`), highlighted.join(' | '));
     await filterRow.getByRole('button').click();
     await waitText(page.locator('.diff-detail:not([hidden])'), 'Rejections');
     await shot('diff');
@@ -282,12 +311,12 @@ describe('diff', () => {
     const [a, b] = [manifest.competitor[2], manifest.competitor[3]];
     await go('/executions?pipeline=competitor-selection');
     const rows = page.locator('table.data tbody tr');
-    await waitText(rows, a.id);
-    await rows.filter({ hasText: a.id }).locator('input[type=checkbox]').check();
-    await rows.filter({ hasText: b.id }).locator('input[type=checkbox]').check();
+    await rowOf(rows, a.id).waitFor();
+    await rowOf(rows, a.id).locator('input[type=checkbox]').check();
+    await rowOf(rows, b.id).locator('input[type=checkbox]').check();
     await page.getByRole('button', { name: 'Compare selected' }).click();
     await page.waitForURL(new RegExp(`/diff\\?a=${a.id}&b=${b.id}`));
-    await waitText(page.locator('.run-card').first(), a.id);
+    await page.locator('.run-card').first().locator(`a[href="/executions/${a.id}"]`).waitFor();
   });
 });
 

@@ -2,8 +2,9 @@
 //! out every key X-Ray reads, then typed accessors convert values and record
 //! a warning instead of failing when a value has the wrong type.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use xray_model::semconv as sc;
+
+use super::view::{KeyValueView, ValueView as Value};
 
 /// Messages about attribute values the mapper ignored or repaired; they end
 /// up in the row's metadata under [`sc::MAPPING_WARNINGS`].
@@ -29,28 +30,32 @@ macro_rules! attr_set {
         /// The attributes X-Ray reads, taken out of one attribute list.
         /// When a key repeats, the first occurrence wins.
         #[derive(Debug, Default)]
-        pub(crate) struct Attrs {
-            $( pub(crate) $field: Option<Value>, )+
+        pub(crate) struct Attrs<'a> {
+            $( pub(crate) $field: Option<Value<'a>>, )+
             /// `xray.metadata.<key>` entries, prefix stripped, in order.
-            pub(crate) metadata: Vec<(String, Value)>,
+            pub(crate) metadata: Prefixed<'a>,
             /// `xray.step.metadata.<key>` entries, prefix stripped, in order.
-            pub(crate) step_metadata: Vec<(String, Value)>,
+            pub(crate) step_metadata: Prefixed<'a>,
         }
 
-        impl Attrs {
-            /// Takes the known keys out of `list` in a single pass.
-            pub(crate) fn collect(list: Vec<KeyValue>) -> Attrs {
+        impl<'a> Attrs<'a> {
+            /// Picks the known keys out of `list` in a single pass.
+            pub(crate) fn collect(list: &'a [KeyValueView<'a>]) -> Attrs<'a> {
                 let mut a = Attrs::default();
-                for kv in list {
-                    let Some(AnyValue { value: Some(v) }) = kv.value else { continue };
-                    let key = kv.key.as_str();
+                for (i, kv) in list.iter().enumerate() {
+                    let Some(v) = kv.value else { continue };
+                    let key = kv.key;
                     match key {
-                        $( $key => { if a.$field.is_none() { a.$field = Some(v); } } )+
+                        $( k if k == $key.as_bytes() => { if a.$field.is_none() { a.$field = Some(v); } } )+
                         _ => {
-                            if let Some(k) = key.strip_prefix(sc::STEP_METADATA_PREFIX) {
-                                a.step_metadata.push((k.to_string(), v));
-                            } else if let Some(k) = key.strip_prefix(sc::METADATA_PREFIX) {
-                                a.metadata.push((k.to_string(), v));
+                            // Metadata entries are read from the list when
+                            // the row is built; remember where they start.
+                            if key.starts_with(sc::STEP_METADATA_PREFIX.as_bytes()) {
+                                if a.step_metadata.is_empty() {
+                                    a.step_metadata = Prefixed::new(&list[i..], sc::STEP_METADATA_PREFIX);
+                                }
+                            } else if key.starts_with(sc::METADATA_PREFIX.as_bytes()) && a.metadata.is_empty() {
+                                a.metadata = Prefixed::new(&list[i..], sc::METADATA_PREFIX);
                             }
                         }
                     }
@@ -105,30 +110,80 @@ attr_set! {
     exception_message => EXCEPTION_MESSAGE,
 }
 
+/// The attributes of a list whose key starts with a prefix, prefix
+/// stripped, in list order (attributes without a value left out). Empty
+/// unless the list has at least one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Prefixed<'a> {
+    /// The list from the first matching attribute on.
+    list: &'a [KeyValueView<'a>],
+    prefix: &'static str,
+}
+
+impl<'a> Prefixed<'a> {
+    fn new(list: &'a [KeyValueView<'a>], prefix: &'static str) -> Self {
+        Prefixed { list, prefix }
+    }
+
+    /// True when no attribute has the prefix.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for Prefixed<'a> {
+    type Item = (&'a str, Value<'a>);
+    type IntoIter = PrefixedIter<'a>;
+
+    fn into_iter(self) -> PrefixedIter<'a> {
+        PrefixedIter {
+            list: self.list.iter(),
+            prefix: self.prefix,
+        }
+    }
+}
+
+/// Iterator of [`Prefixed`].
+pub(crate) struct PrefixedIter<'a> {
+    list: std::slice::Iter<'a, KeyValueView<'a>>,
+    prefix: &'static str,
+}
+
+impl<'a> Iterator for PrefixedIter<'a> {
+    type Item = (&'a str, Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let prefix = self.prefix;
+        self.list
+            .by_ref()
+            .find_map(|kv| Some((kv.key_str().strip_prefix(prefix)?, kv.value?)))
+    }
+}
+
 /// `exception.message` on an `exception` event (OTel exception convention).
 pub(crate) const EXCEPTION_MESSAGE: &str = "exception.message";
 
 /// True when the attribute list has `xray.step.type` or `xray.step.name`
 /// (without collecting anything).
-pub(crate) fn marks_step(list: &[KeyValue]) -> bool {
+pub(crate) fn marks_step(list: &[KeyValueView<'_>]) -> bool {
     list.iter()
-        .any(|kv| kv.key == sc::STEP_TYPE || kv.key == sc::STEP_NAME)
+        .any(|kv| kv.key == sc::STEP_TYPE.as_bytes() || kv.key == sc::STEP_NAME.as_bytes())
 }
 
 /// A value as text: strings as they are (JSON attributes are JSON text),
 /// anything else rendered as JSON. Used for input/output/reasoning/errors.
-pub(crate) fn text(v: Value) -> String {
+pub(crate) fn text(v: Value<'_>) -> String {
     match v {
-        Value::StringValue(s) => s,
+        Value::StringValue(s) => s.to_owned(),
         other => to_json(&other).to_string(),
     }
 }
 
 /// A scalar as a string (metadata values, names); structured values become
 /// JSON text.
-pub(crate) fn scalar_string(v: Value) -> String {
+pub(crate) fn scalar_string(v: Value<'_>) -> String {
     match v {
-        Value::StringValue(s) => s,
+        Value::StringValue(s) => s.to_owned(),
         Value::BoolValue(b) => b.to_string(),
         Value::IntValue(i) => i.to_string(),
         Value::DoubleValue(d) => d.to_string(),
@@ -137,10 +192,10 @@ pub(crate) fn scalar_string(v: Value) -> String {
 }
 
 /// A non-empty string, or `None` with a warning when the value has another type.
-pub(crate) fn string(key: &str, v: Value, w: &mut Warnings) -> Option<String> {
+pub(crate) fn string(key: &str, v: Value<'_>, w: &mut Warnings) -> Option<String> {
     match v {
         Value::StringValue(s) if s.trim().is_empty() => None,
-        Value::StringValue(s) => Some(s),
+        Value::StringValue(s) => Some(s.to_owned()),
         other => {
             w.push(key, format!("expected a string, got {}", type_name(&other)));
             None
@@ -150,7 +205,7 @@ pub(crate) fn string(key: &str, v: Value, w: &mut Warnings) -> Option<String> {
 
 /// A non-negative integer count. Integers, integral doubles and numeric
 /// strings (`"42"`) are accepted; anything else is ignored with a warning.
-pub(crate) fn count(key: &str, v: Value, w: &mut Warnings) -> Option<u64> {
+pub(crate) fn count(key: &str, v: Value<'_>, w: &mut Warnings) -> Option<u64> {
     let parsed: Result<i128, String> = match &v {
         Value::IntValue(i) => Ok(i128::from(*i)),
         Value::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && d.abs() < 1e19 => {
@@ -182,7 +237,7 @@ pub(crate) fn count(key: &str, v: Value, w: &mut Warnings) -> Option<u64> {
 }
 
 /// A finite number. Doubles, integers and numeric strings are accepted.
-pub(crate) fn number(key: &str, v: Value, w: &mut Warnings) -> Option<f64> {
+pub(crate) fn number(key: &str, v: Value<'_>, w: &mut Warnings) -> Option<f64> {
     let n = match &v {
         Value::DoubleValue(d) => Some(*d),
         Value::IntValue(i) => Some(*i as f64),
@@ -203,7 +258,7 @@ pub(crate) fn number(key: &str, v: Value, w: &mut Warnings) -> Option<f64> {
 }
 
 /// A signed nanosecond timestamp (integer or numeric string).
-pub(crate) fn unix_nanos(key: &str, v: Value, w: &mut Warnings) -> Option<i64> {
+pub(crate) fn unix_nanos(key: &str, v: Value<'_>, w: &mut Warnings) -> Option<i64> {
     let n = match &v {
         Value::IntValue(i) => Some(*i),
         Value::StringValue(s) => s.trim().parse::<i64>().ok(),
@@ -226,12 +281,12 @@ pub(crate) fn unix_nanos(key: &str, v: Value, w: &mut Warnings) -> Option<i64> {
 
 /// A list of strings: a string array, or a string holding a JSON array of
 /// strings; a single plain string becomes one tag.
-pub(crate) fn string_list(key: &str, v: Value, w: &mut Warnings) -> Vec<String> {
+pub(crate) fn string_list(key: &str, v: Value<'_>, w: &mut Warnings) -> Vec<String> {
     match v {
         Value::ArrayValue(a) => a
-            .values
+            .values()
             .into_iter()
-            .filter_map(|x| x.value)
+            .flatten()
             .map(scalar_string)
             .collect(),
         Value::StringValue(s) => {
@@ -247,13 +302,13 @@ pub(crate) fn string_list(key: &str, v: Value, w: &mut Warnings) -> Vec<String> 
                         .collect(),
                     Err(e) => {
                         w.push(key, format!("not a JSON array ({e}); kept as one tag"));
-                        vec![s]
+                        vec![s.to_owned()]
                     }
                 }
             } else if t.is_empty() {
                 Vec::new()
             } else {
-                vec![s]
+                vec![s.to_owned()]
             }
         }
         other => {
@@ -267,32 +322,27 @@ pub(crate) fn string_list(key: &str, v: Value, w: &mut Warnings) -> Vec<String> 
 }
 
 /// A value as JSON, following the OTLP/JSON shapes for scalars.
-pub(crate) fn to_json(v: &Value) -> serde_json::Value {
+pub(crate) fn to_json(v: &Value<'_>) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
-        Value::StringValue(s) => J::String(s.clone()),
+        Value::StringValue(s) => J::String((*s).to_owned()),
         Value::BoolValue(b) => J::Bool(*b),
         Value::IntValue(i) => J::from(*i),
         Value::DoubleValue(d) => serde_json::Number::from_f64(*d)
             .map(J::Number)
             .unwrap_or_else(|| J::String(d.to_string())),
         Value::ArrayValue(a) => J::Array(
-            a.values
+            a.values()
                 .iter()
-                .map(|x| x.value.as_ref().map(to_json).unwrap_or(J::Null))
+                .map(|x| x.as_ref().map(to_json).unwrap_or(J::Null))
                 .collect(),
         ),
         Value::KvlistValue(kv) => J::Object(
-            kv.values
+            kv.pairs()
                 .iter()
                 .map(|e| {
-                    let val = e
-                        .value
-                        .as_ref()
-                        .and_then(|x| x.value.as_ref())
-                        .map(to_json)
-                        .unwrap_or(J::Null);
-                    (e.key.clone(), val)
+                    let val = e.value.as_ref().map(to_json).unwrap_or(J::Null);
+                    (e.key_str().to_owned(), val)
                 })
                 .collect(),
         ),
@@ -303,11 +353,9 @@ pub(crate) fn to_json(v: &Value) -> serde_json::Value {
 
 /// A structured value as JSON: a string attribute is parsed as JSON text,
 /// anything else converted. Errors describe the problem for a warning.
-pub(crate) fn json(v: Value) -> Result<serde_json::Value, String> {
+pub(crate) fn json(v: Value<'_>) -> Result<serde_json::Value, String> {
     match v {
-        Value::StringValue(s) => {
-            serde_json::from_str(&s).map_err(|e| format!("invalid JSON ({e})"))
-        }
+        Value::StringValue(s) => serde_json::from_str(s).map_err(|e| format!("invalid JSON ({e})")),
         other => Ok(to_json(&other)),
     }
 }
@@ -378,7 +426,58 @@ impl<'de> serde::Deserialize<'de> for Count {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// A rejection histogram as sent: the usable counts, and the entries whose
+/// count is not a non-negative integer (reason → the value as JSON text).
+/// A reason that repeats keeps its last value, as a JSON object does.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Histogram {
+    /// Reason → count.
+    pub(crate) counts: xray_model::Rejections,
+    /// Reason → the unusable value, for the warning.
+    pub(crate) invalid: std::collections::BTreeMap<String, String>,
+}
+
+impl Histogram {
+    /// Adds one entry; a later entry for the same reason replaces it.
+    pub(crate) fn add(&mut self, reason: String, count: Count) {
+        match count {
+            Count::Valid(n) => {
+                self.invalid.remove(&reason);
+                self.counts.insert(reason, n);
+            }
+            Count::Invalid(text) => {
+                self.counts.remove(&reason);
+                self.invalid.insert(reason, text);
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Histogram {
+    /// Straight from a JSON object into the counts: no intermediate map.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Histogram;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object reason → count")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Histogram, A::Error> {
+                let mut h = Histogram::default();
+                while let Some((reason, count)) = map.next_entry::<String, Count>()? {
+                    h.add(reason, count);
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn type_name(v: &Value<'_>) -> &'static str {
     match v {
         Value::StringValue(_) => "a string",
         Value::BoolValue(_) => "a boolean",
@@ -391,7 +490,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn describe(v: &Value) -> String {
+fn describe(v: &Value<'_>) -> String {
     match v {
         Value::StringValue(s) => format!("the string \"{}\"", clip(s)),
         Value::IntValue(i) => format!("the integer {i}"),
@@ -444,17 +543,31 @@ mod tests {
     }
 
     #[test]
+    fn histograms_keep_the_last_entry_of_a_reason() {
+        let h: Histogram =
+            serde_json::from_str(r#"{"b":1,"a":"x","b":"bad","a":3,"c":-2}"#).unwrap();
+        assert_eq!(h.counts, [("a".to_string(), 3)].into_iter().collect());
+        assert_eq!(
+            h.invalid,
+            [
+                ("b".to_string(), "\"bad\"".to_string()),
+                ("c".to_string(), "-2".to_string())
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert!(serde_json::from_str::<Histogram>("[1]").is_err());
+    }
+
+    #[test]
     fn counts_accept_numbers_and_numeric_strings_only() {
         let mut w = Warnings::default();
         assert_eq!(count("k", Value::IntValue(5), &mut w), Some(5));
-        assert_eq!(
-            count("k", Value::StringValue(" 42 ".into()), &mut w),
-            Some(42)
-        );
+        assert_eq!(count("k", Value::StringValue(" 42 "), &mut w), Some(42));
         assert_eq!(count("k", Value::DoubleValue(7.0), &mut w), Some(7));
         assert!(w.0.is_empty());
         assert_eq!(count("k", Value::IntValue(-1), &mut w), None);
-        assert_eq!(count("k", Value::StringValue("many".into()), &mut w), None);
+        assert_eq!(count("k", Value::StringValue("many"), &mut w), None);
         assert_eq!(count("k", Value::DoubleValue(1.5), &mut w), None);
         assert_eq!(count("k", Value::BoolValue(true), &mut w), None);
         assert_eq!(w.0.len(), 4, "{:?}", w.0);
@@ -466,33 +579,28 @@ mod tests {
     fn numbers_reject_non_finite_and_text() {
         let mut w = Warnings::default();
         assert_eq!(number("c", Value::IntValue(2), &mut w), Some(2.0));
-        assert_eq!(
-            number("c", Value::StringValue("0.5".into()), &mut w),
-            Some(0.5)
-        );
+        assert_eq!(number("c", Value::StringValue("0.5"), &mut w), Some(0.5));
         assert_eq!(number("c", Value::DoubleValue(f64::NAN), &mut w), None);
-        assert_eq!(
-            number("c", Value::StringValue("cheap".into()), &mut w),
-            None
-        );
+        assert_eq!(number("c", Value::StringValue("cheap"), &mut w), None);
         assert_eq!(w.0.len(), 2);
     }
 
     #[test]
     fn tags_from_arrays_json_text_and_plain_strings() {
         let mut w = Warnings::default();
-        let arr = Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
-            values: vec![AnyValue {
-                value: Some(Value::StringValue("a".into())),
-            }],
-        });
+        let values = [opentelemetry_proto::tonic::common::v1::AnyValue {
+            value: Some(
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("a".into()),
+            ),
+        }];
+        let arr = Value::ArrayValue(super::super::view::ListView::Values(&values));
         assert_eq!(string_list("t", arr, &mut w), vec!["a"]);
         assert_eq!(
-            string_list("t", Value::StringValue(r#"["x","y"]"#.into()), &mut w),
+            string_list("t", Value::StringValue(r#"["x","y"]"#), &mut w),
             vec!["x", "y"]
         );
         assert_eq!(
-            string_list("t", Value::StringValue("solo".into()), &mut w),
+            string_list("t", Value::StringValue("solo"), &mut w),
             vec!["solo"]
         );
         assert!(w.0.is_empty());

@@ -22,14 +22,19 @@
 //!   counted.
 
 mod attrs;
+mod view;
+mod wire;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::trace::v1::{Span, span::Event, status::StatusCode};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use prost::Message;
 use xray_model::semconv as sc;
 use xray_model::{CandidateDecision, Execution, MappedBatch, Metadata, Status, Step, StepType};
 
 use attrs::{Attrs, Warnings};
+use view::{Decoded, EventView, KeyValueView, SpanView, ValueView};
+
+pub use wire::DecodeError;
 
 /// Version bit set on executions that come from a span with `xray.pipeline`,
 /// so that they always win over an implicit execution (a root span without
@@ -103,23 +108,36 @@ impl MapOutcome {
 
 /// Maps one export request to executions and steps. Pure: no I/O, no clock.
 pub fn map(request: ExportTraceServiceRequest, ctx: &IngestContext) -> MapOutcome {
+    map_decoded(&Decoded::from_request(&request), ctx)
+}
+
+/// Decodes a protobuf `ExportTraceServiceRequest` and maps it, in one step
+/// and without copying the request into owned messages: the OTLP/gRPC and
+/// OTLP/HTTP protobuf path. Pure: no I/O, no clock.
+///
+/// The result is exactly `map(ExportTraceServiceRequest::decode(bytes)?,
+/// ctx)`: the same rows for every valid request, and an error (with prost's
+/// message) for every request prost refuses: truncated input, wrong wire
+/// types, invalid UTF-8, bad varints, nesting past 100 levels. Unknown
+/// fields are skipped.
+pub fn map_protobuf(bytes: &[u8], ctx: &IngestContext) -> Result<MapOutcome, DecodeError> {
+    match wire::decode(bytes)? {
+        Some(decoded) => Ok(map_decoded(&decoded, ctx)),
+        // Valid, but in a shape the views do not represent (see `wire`).
+        None => Ok(map(ExportTraceServiceRequest::decode(bytes)?, ctx)),
+    }
+}
+
+fn map_decoded(d: &Decoded<'_>, ctx: &IngestContext) -> MapOutcome {
     let mut out = MapOutcome::default();
     // Nearly every span becomes one row: size the row vectors once instead
     // of growing (and copying) them span by span.
-    let spans: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| r.scope_spans.iter())
-        .map(|s| s.spans.len())
-        .sum();
-    out.batch.steps.reserve(spans);
-    for rs in request.resource_spans {
-        let resource =
-            ResourceInfo::from_attributes(rs.resource.map(|r| r.attributes).unwrap_or_default());
-        for ss in rs.scope_spans {
-            for span in ss.spans {
-                map_span(span, &resource, ctx, &mut out);
-            }
+    out.batch.steps.reserve(d.spans.len());
+    let mut hex = HexCache::default();
+    for rs in &d.resources {
+        let resource = ResourceInfo::from_attributes(&d.resource_attributes[rs.attributes.clone()]);
+        for span in &d.spans[rs.spans.clone()] {
+            map_span(d, span, &resource, ctx, &mut hex, &mut out);
         }
     }
     out
@@ -133,19 +151,19 @@ struct ResourceInfo {
 }
 
 impl ResourceInfo {
-    fn from_attributes(list: Vec<KeyValue>) -> Self {
+    fn from_attributes(list: &[KeyValueView<'_>]) -> Self {
         let mut service = None;
         let mut env_new = None;
         let mut env_old = None;
         for kv in list {
-            let slot = match kv.key.as_str() {
+            let slot = match kv.key_str() {
                 sc::SERVICE_NAME => &mut service,
                 sc::DEPLOYMENT_ENVIRONMENT_NAME => &mut env_new,
                 sc::DEPLOYMENT_ENVIRONMENT => &mut env_old,
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = kv.value.and_then(|v| v.value).map(attrs::scalar_string);
+                *slot = kv.value.map(attrs::scalar_string);
             }
         }
         Self {
@@ -162,17 +180,49 @@ struct Ids {
     parent_span_id: String,
 }
 
+/// A word-aligned scratch buffer for hex ids.
+#[repr(align(8))]
+struct HexBuf([u8; 32]);
+
 /// Lowercase hex of `bytes` (ids are hot: one table lookup per nibble
 /// instead of the generic char-by-char encoder).
 fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; bytes.len() * 2];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+    let mut buf = HexBuf([0; 32]);
+    if bytes.len() > buf.0.len() / 2 {
+        return hex::encode(bytes);
+    }
+    for (pair, b) in buf.0.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
-    // Only ASCII digits were written, so this never fails.
-    String::from_utf8(out).unwrap_or_default()
+    // Only ASCII digits, word-aligned: the UTF-8 check takes its
+    // word-at-a-time path, and never fails.
+    std::str::from_utf8(&buf.0[..bytes.len() * 2])
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// The hex of the last trace id and parent span id seen in a request:
+/// consecutive spans mostly share both, and a copy is cheaper than a new
+/// encoding.
+#[derive(Default)]
+struct HexCache<'a> {
+    trace: Option<(&'a [u8], String)>,
+    parent: Option<(&'a [u8], String)>,
+}
+
+impl<'a> HexCache<'a> {
+    fn get(slot: &mut Option<(&'a [u8], String)>, bytes: &'a [u8]) -> String {
+        match slot {
+            Some((last, hex)) if *last == bytes => hex.clone(),
+            _ => {
+                let hex = lower_hex(bytes);
+                *slot = Some((bytes, hex.clone()));
+                hex
+            }
+        }
+    }
 }
 
 fn check_id(what: &str, bytes: &[u8], len: usize) -> Result<(), String> {
@@ -187,7 +237,7 @@ fn check_id(what: &str, bytes: &[u8], len: usize) -> Result<(), String> {
     }
 }
 
-fn ids(span: &Span) -> Result<Ids, String> {
+fn ids<'a>(span: &SpanView<'a>, cache: &mut HexCache<'a>) -> Result<Ids, String> {
     let describe = |e: String| {
         if span.name.is_empty() {
             format!("span without name: {e}")
@@ -195,9 +245,9 @@ fn ids(span: &Span) -> Result<Ids, String> {
             format!("span \"{}\": {e}", span.name)
         }
     };
-    check_id("trace_id", &span.trace_id, 16).map_err(describe)?;
-    check_id("span_id", &span.span_id, 8).map_err(describe)?;
-    let parent = &span.parent_span_id;
+    check_id("trace_id", span.trace_id, 16).map_err(describe)?;
+    check_id("span_id", span.span_id, 8).map_err(describe)?;
+    let parent = span.parent_span_id;
     let parent_span_id = if parent.is_empty() || parent.iter().all(|b| *b == 0) {
         String::new()
     } else if parent.len() != 8 {
@@ -206,11 +256,11 @@ fn ids(span: &Span) -> Result<Ids, String> {
             parent.len()
         )));
     } else {
-        lower_hex(parent)
+        HexCache::get(&mut cache.parent, parent)
     };
     Ok(Ids {
-        trace_id: lower_hex(&span.trace_id),
-        span_id: lower_hex(&span.span_id),
+        trace_id: HexCache::get(&mut cache.trace, span.trace_id),
+        span_id: lower_hex(span.span_id),
         parent_span_id,
     })
 }
@@ -222,22 +272,21 @@ struct SpanOutcome {
     error_message: Option<String>,
 }
 
-fn span_outcome(span: &Span) -> SpanOutcome {
+fn span_outcome(d: &Decoded<'_>, span: &SpanView<'_>) -> SpanOutcome {
     let (error, status_message) = match &span.status {
         Some(s) => (
             s.code == StatusCode::Error as i32,
-            Some(s.message.as_str()).filter(|m| !m.trim().is_empty()),
+            Some(s.message).filter(|m| !m.trim().is_empty()),
         ),
         None => (false, None),
     };
-    let exception = span
-        .events
+    let exception = d
+        .events(span)
         .iter()
         .filter(|e| e.name == "exception")
-        .flat_map(|e| e.attributes.iter())
-        .find(|kv| kv.key == attrs::EXCEPTION_MESSAGE)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| v.value.clone())
+        .flat_map(|e| d.event_attributes(e).iter())
+        .find(|kv| kv.key == attrs::EXCEPTION_MESSAGE.as_bytes())
+        .and_then(|kv| kv.value)
         .map(attrs::text);
     let error_message = if error {
         status_message.map(str::to_string).or(exception)
@@ -254,8 +303,15 @@ fn nanos(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut MapOutcome) {
-    let ids = match ids(&span) {
+fn map_span<'a>(
+    d: &Decoded<'a>,
+    span: &SpanView<'a>,
+    res: &ResourceInfo,
+    ctx: &IngestContext,
+    hex: &mut HexCache<'a>,
+    out: &mut MapOutcome,
+) {
+    let ids = match ids(span, hex) {
         Ok(ids) => ids,
         Err(reason) => {
             out.rejected_spans += 1;
@@ -264,9 +320,9 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
         }
     };
     out.accepted_spans += 1;
-    let outcome = span_outcome(&span);
-    let events = std::mem::take(&mut span.events);
-    let mut a = Attrs::collect(std::mem::take(&mut span.attributes));
+    let outcome = span_outcome(d, span);
+    let events = d.events(span);
+    let mut a = Attrs::collect(d.span_attributes(span));
     let start = nanos(span.start_time_unix_nano);
     let end = (span.end_time_unix_nano != 0).then(|| nanos(span.end_time_unix_nano));
 
@@ -296,12 +352,12 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
             if span.name.trim().is_empty() {
                 "unnamed".to_string()
             } else {
-                span.name.clone()
+                span.name.to_owned()
             }
         });
         let step_events = events
             .iter()
-            .filter(|e| attrs::marks_step(&e.attributes))
+            .filter(|e| attrs::marks_step(d.event_attributes(e)))
             .count();
         let exec = build_execution(
             &mut a,
@@ -329,7 +385,7 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
                     trace_id: ids.trace_id.clone(),
                     span_id: ids.span_id.clone(),
                     parent_span_id: String::new(),
-                    name: span.name.clone(),
+                    name: span.name.to_owned(),
                     execution_id: carried_execution_id.clone(),
                     start,
                     end,
@@ -352,7 +408,7 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
                 trace_id: ids.trace_id.clone(),
                 span_id: ids.span_id.clone(),
                 parent_span_id: ids.parent_span_id.clone(),
-                name: span.name.clone(),
+                name: span.name.to_owned(),
                 execution_id: carried_execution_id.clone(),
                 start,
                 end,
@@ -367,12 +423,14 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
         error: false,
         error_message: None,
     };
-    for (index, event) in events.into_iter().enumerate() {
-        if !attrs::marks_step(&event.attributes) {
+    for (index, event) in events.iter().enumerate() {
+        let event_attributes = d.event_attributes(event);
+        if !attrs::marks_step(event_attributes) {
             continue;
         }
         let step = event_step(
             event,
+            event_attributes,
             index,
             &ids,
             &carried_execution_id,
@@ -388,7 +446,8 @@ fn map_span(mut span: Span, res: &ResourceInfo, ctx: &IngestContext, out: &mut M
 /// A step recorded as a span event (snapshot mode).
 #[allow(clippy::too_many_arguments)]
 fn event_step(
-    event: Event,
+    event: &EventView<'_>,
+    attributes: &[KeyValueView<'_>],
     index: usize,
     ids: &Ids,
     execution_id: &str,
@@ -397,7 +456,7 @@ fn event_step(
     ctx: &IngestContext,
     no_error: &SpanOutcome,
 ) -> Step {
-    let mut a = Attrs::collect(event.attributes);
+    let mut a = Attrs::collect(attributes);
     let mut w = Warnings::default();
     let end = if event.time_unix_nano != 0 {
         Some(nanos(event.time_unix_nano))
@@ -417,9 +476,9 @@ fn event_step(
         StepBase {
             ctx,
             trace_id: ids.trace_id.clone(),
-            span_id: event_span_id(&ids.trace_id, &ids.span_id, index, &event.name),
+            span_id: event_span_id(&ids.trace_id, &ids.span_id, index, event.name),
             parent_span_id: ids.span_id.clone(),
-            name: event.name,
+            name: event.name.to_owned(),
             execution_id: execution_id.to_string(),
             start,
             end,
@@ -471,7 +530,7 @@ fn version(ctx: &IngestContext) -> u64 {
     u64::try_from(ctx.ingest_time_ns).unwrap_or(0) & (EXPLICIT_EXECUTION_VERSION_BIT - 1)
 }
 
-fn build_execution(a: &mut Attrs, mut w: Warnings, b: ExecutionBase<'_>) -> Execution {
+fn build_execution(a: &mut Attrs<'_>, mut w: Warnings, b: ExecutionBase<'_>) -> Execution {
     let environment = a
         .environment
         .take()
@@ -514,7 +573,9 @@ fn build_execution(a: &mut Attrs, mut w: Warnings, b: ExecutionBase<'_>) -> Exec
         .unwrap_or_default();
     let mut metadata = Metadata::new();
     for (k, v) in std::mem::take(&mut a.metadata) {
-        metadata.entry(k).or_insert_with(|| attrs::scalar_string(v));
+        metadata
+            .entry(k.to_owned())
+            .or_insert_with(|| attrs::scalar_string(v));
     }
     w.store(&mut metadata);
     let mut version = version(b.ctx);
@@ -549,7 +610,7 @@ fn a_has(s: &Option<String>) -> bool {
 
 fn parse_status(
     key: &str,
-    v: Option<opentelemetry_proto::tonic::common::v1::any_value::Value>,
+    v: Option<ValueView<'_>>,
     allowed: &[Status],
     w: &mut Warnings,
 ) -> Option<Status> {
@@ -583,7 +644,7 @@ struct StepBase<'a> {
     service: &'a str,
 }
 
-fn step_type(a: &mut Attrs, w: &mut Warnings) -> StepType {
+fn step_type(a: &mut Attrs<'_>, w: &mut Warnings) -> StepType {
     if let Some(v) = a.step_type.take()
         && let Some(s) = attrs::string(sc::STEP_TYPE, v, w)
     {
@@ -592,11 +653,7 @@ fn step_type(a: &mut Attrs, w: &mut Warnings) -> StepType {
             Err(e) => w.push(sc::STEP_TYPE, format!("{e}; type inferred instead")),
         }
     }
-    if let Some(op) = a
-        .gen_ai_operation
-        .as_ref()
-        .map(|v| attrs::scalar_string(v.clone()))
-    {
+    if let Some(op) = a.gen_ai_operation.map(attrs::scalar_string) {
         return match op.trim() {
             "chat" | "text_completion" | "generate_content" | "embeddings" => StepType::Llm,
             "execute_tool" => StepType::Tool,
@@ -604,7 +661,7 @@ fn step_type(a: &mut Attrs, w: &mut Warnings) -> StepType {
             _ => StepType::Custom,
         };
     }
-    if let Some(kind) = a.oi_kind.as_ref().map(|v| attrs::scalar_string(v.clone())) {
+    if let Some(kind) = a.oi_kind.map(attrs::scalar_string) {
         let k = kind.trim().to_ascii_uppercase();
         return match k.as_str() {
             "LLM" | "EMBEDDING" => StepType::Llm,
@@ -619,7 +676,7 @@ fn step_type(a: &mut Attrs, w: &mut Warnings) -> StepType {
     StepType::Custom
 }
 
-fn build_step(a: &mut Attrs, mut w: Warnings, b: StepBase<'_>) -> Step {
+fn build_step(a: &mut Attrs<'_>, mut w: Warnings, b: StepBase<'_>) -> Step {
     let step_type = step_type(a, &mut w);
     let name = a
         .step_name
@@ -730,7 +787,9 @@ fn build_step(a: &mut Attrs, mut w: Warnings, b: StepBase<'_>) -> Step {
         .and_then(|v| attrs::number(sc::STEP_CONFIDENCE, v, &mut w));
     let mut metadata = Metadata::new();
     for (k, v) in std::mem::take(&mut a.step_metadata) {
-        metadata.entry(k).or_insert_with(|| attrs::scalar_string(v));
+        metadata
+            .entry(k.to_owned())
+            .or_insert_with(|| attrs::scalar_string(v));
     }
     w.store(&mut metadata);
     Step {
@@ -764,12 +823,12 @@ fn build_step(a: &mut Attrs, mut w: Warnings, b: StepBase<'_>) -> Step {
     }
 }
 
-type OptValue = Option<opentelemetry_proto::tonic::common::v1::any_value::Value>;
+type OptValue<'a> = Option<ValueView<'a>>;
 
 /// The first present, well-typed string among `candidates`, in order.
 fn first_string<const N: usize>(
     w: &mut Warnings,
-    candidates: [(&str, OptValue); N],
+    candidates: [(&str, OptValue<'_>); N],
 ) -> Option<String> {
     candidates
         .into_iter()
@@ -778,26 +837,26 @@ fn first_string<const N: usize>(
 }
 
 /// The first present, valid count among `candidates`, in order.
-fn first_count<const N: usize>(w: &mut Warnings, candidates: [(&str, OptValue); N]) -> Option<u64> {
+fn first_count<const N: usize>(
+    w: &mut Warnings,
+    candidates: [(&str, OptValue<'_>); N],
+) -> Option<u64> {
     candidates
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .find_map(|(k, v)| attrs::count(k, v, w))
 }
 
-fn rejections(
-    v: opentelemetry_proto::tonic::common::v1::any_value::Value,
-    w: &mut Warnings,
-) -> xray_model::Rejections {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+fn rejections(v: ValueView<'_>, w: &mut Warnings) -> xray_model::Rejections {
+    use ValueView as V;
     let key = sc::STEP_REJECTIONS;
     // The usual shape, a JSON object in a string attribute, is parsed straight
-    // into counts (no intermediate `serde_json::Value` tree): this runs for
-    // every filter step.
-    let parsed: Result<std::collections::BTreeMap<String, attrs::Count>, String> = match v {
-        V::StringValue(s) => match serde_json::from_str(&s) {
-            Ok(map) => Ok(map),
-            Err(_) => match serde_json::from_str::<serde_json::Value>(&s) {
+    // into counts (no intermediate `serde_json::Value` tree or map): this
+    // runs for every filter step.
+    let parsed: Result<attrs::Histogram, String> = match v {
+        V::StringValue(s) => match serde_json::from_str(s) {
+            Ok(h) => Ok(h),
+            Err(_) => match serde_json::from_str::<serde_json::Value>(s) {
                 Ok(other) => {
                     w.push(
                         key,
@@ -812,10 +871,13 @@ fn rejections(
             },
         },
         other => match attrs::to_json(&other) {
-            serde_json::Value::Object(map) => Ok(map
-                .into_iter()
-                .map(|(reason, n)| (reason, attrs::Count::from_json(&n)))
-                .collect()),
+            serde_json::Value::Object(map) => {
+                let mut h = attrs::Histogram::default();
+                for (reason, n) in map {
+                    h.add(reason, attrs::Count::from_json(&n));
+                }
+                Ok(h)
+            }
             other => {
                 w.push(
                     key,
@@ -828,30 +890,24 @@ fn rejections(
             }
         },
     };
-    let mut out = xray_model::Rejections::new();
     match parsed {
-        Ok(map) => {
-            for (reason, n) in map {
-                match n {
-                    attrs::Count::Valid(c) => {
-                        out.insert(reason, c);
-                    }
-                    attrs::Count::Invalid(text) => w.push(
-                        key,
-                        format!("count of \"{reason}\" is not a non-negative integer ({text}); entry ignored"),
-                    ),
-                }
+        Ok(h) => {
+            for (reason, text) in h.invalid {
+                w.push(
+                    key,
+                    format!("count of \"{reason}\" is not a non-negative integer ({text}); entry ignored"),
+                );
             }
+            h.counts
         }
-        Err(e) => w.push(key, format!("{e}; ignored")),
+        Err(e) => {
+            w.push(key, format!("{e}; ignored"));
+            xray_model::Rejections::new()
+        }
     }
-    out
 }
 
-fn candidates(
-    v: opentelemetry_proto::tonic::common::v1::any_value::Value,
-    w: &mut Warnings,
-) -> Vec<CandidateDecision> {
+fn candidates(v: ValueView<'_>, w: &mut Warnings) -> Vec<CandidateDecision> {
     let key = sc::STEP_CANDIDATES;
     match attrs::json(v) {
         Ok(serde_json::Value::Array(items)) => items
@@ -895,7 +951,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-impl Attrs {
+impl Attrs<'_> {
     /// True when the span carries anything that describes a step.
     fn has_step_attributes(&self) -> bool {
         self.step_type.is_some()
@@ -912,40 +968,40 @@ impl Attrs {
 
     /// A copy holding only what [`build_step`] reads, for a root span that
     /// is both an implicit execution and a step.
-    fn clone_step_part(&self) -> Attrs {
+    fn clone_step_part(&self) -> Self {
         Attrs {
-            step_name: self.step_name.clone(),
-            step_type: self.step_type.clone(),
-            step_status: self.step_status.clone(),
-            step_input: self.step_input.clone(),
-            step_output: self.step_output.clone(),
-            step_reasoning: self.step_reasoning.clone(),
-            candidates_in: self.candidates_in.clone(),
-            candidates_out: self.candidates_out.clone(),
-            rejections: self.rejections.clone(),
-            candidates: self.candidates.clone(),
-            cost: self.cost.clone(),
-            confidence: self.confidence.clone(),
-            step_error: self.step_error.clone(),
-            gen_ai_operation: self.gen_ai_operation.clone(),
-            gen_ai_request_model: self.gen_ai_request_model.clone(),
-            gen_ai_response_model: self.gen_ai_response_model.clone(),
-            gen_ai_provider: self.gen_ai_provider.clone(),
-            gen_ai_system: self.gen_ai_system.clone(),
-            gen_ai_input_tokens: self.gen_ai_input_tokens.clone(),
-            gen_ai_output_tokens: self.gen_ai_output_tokens.clone(),
-            gen_ai_prompt_tokens: self.gen_ai_prompt_tokens.clone(),
-            gen_ai_completion_tokens: self.gen_ai_completion_tokens.clone(),
-            gen_ai_input_messages: self.gen_ai_input_messages.clone(),
-            gen_ai_output_messages: self.gen_ai_output_messages.clone(),
-            oi_kind: self.oi_kind.clone(),
-            input_value: self.input_value.clone(),
-            output_value: self.output_value.clone(),
-            llm_model_name: self.llm_model_name.clone(),
-            llm_prompt_tokens: self.llm_prompt_tokens.clone(),
-            llm_completion_tokens: self.llm_completion_tokens.clone(),
-            llm_provider: self.llm_provider.clone(),
-            step_metadata: self.step_metadata.clone(),
+            step_name: self.step_name,
+            step_type: self.step_type,
+            step_status: self.step_status,
+            step_input: self.step_input,
+            step_output: self.step_output,
+            step_reasoning: self.step_reasoning,
+            candidates_in: self.candidates_in,
+            candidates_out: self.candidates_out,
+            rejections: self.rejections,
+            candidates: self.candidates,
+            cost: self.cost,
+            confidence: self.confidence,
+            step_error: self.step_error,
+            gen_ai_operation: self.gen_ai_operation,
+            gen_ai_request_model: self.gen_ai_request_model,
+            gen_ai_response_model: self.gen_ai_response_model,
+            gen_ai_provider: self.gen_ai_provider,
+            gen_ai_system: self.gen_ai_system,
+            gen_ai_input_tokens: self.gen_ai_input_tokens,
+            gen_ai_output_tokens: self.gen_ai_output_tokens,
+            gen_ai_prompt_tokens: self.gen_ai_prompt_tokens,
+            gen_ai_completion_tokens: self.gen_ai_completion_tokens,
+            gen_ai_input_messages: self.gen_ai_input_messages,
+            gen_ai_output_messages: self.gen_ai_output_messages,
+            oi_kind: self.oi_kind,
+            input_value: self.input_value,
+            output_value: self.output_value,
+            llm_model_name: self.llm_model_name,
+            llm_prompt_tokens: self.llm_prompt_tokens,
+            llm_completion_tokens: self.llm_completion_tokens,
+            llm_provider: self.llm_provider,
+            step_metadata: self.step_metadata,
             ..Attrs::default()
         }
     }

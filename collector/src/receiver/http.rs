@@ -42,7 +42,7 @@ use tokio::net::TcpListener;
 
 use xray_auth::AuthError;
 
-use super::{Ingest, IngestError};
+use super::{Ingest, IngestError, Payload};
 use crate::metrics::{self, Transport};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -247,21 +247,20 @@ async fn traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
     } else {
         raw
     };
-    let decoded = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes)
-            .map(|r| (r, Vec::new()))
-            .map_err(|e| format!("failed to decode the protobuf ExportTraceServiceRequest: {e}")),
-        Encoding::Json => decode_json(&bytes),
+    // Protobuf is decoded and mapped in one step inside `ingest` (a
+    // malformed body comes back as `IngestError::Decode`); OTLP/JSON is
+    // decoded here.
+    let payload = match encoding {
+        Encoding::Protobuf => Payload::Protobuf(bytes),
+        Encoding::Json => match decode_json(&bytes) {
+            Ok((request, pre_rejected)) => Payload::Decoded(request, pre_rejected),
+            Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+        },
     };
-    let (request, pre_rejected) = match decoded {
-        Ok(d) => d,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
-    };
-    match ingest
-        .ingest(request, pre_rejected, &principal, transport, started)
-        .await
-    {
+    match ingest.ingest(payload, &principal, transport, started).await {
         Ok(resp) => ok(encoding, &resp),
+        // Already counted as refused by `ingest`.
+        Err(e @ IngestError::Decode(_)) => error(encoding, StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ (IngestError::Busy | IngestError::ShuttingDown)) => {
             error(encoding, StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }

@@ -13,6 +13,7 @@ pub(crate) mod http;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -20,13 +21,63 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use axum::http::HeaderMap;
 use xray_auth::{AuthError, Authenticator, Principal};
 
-use crate::mapper::{self, IngestContext, MapOutcome};
+use crate::mapper::{self, DecodeError, IngestContext, MapOutcome};
 use crate::metrics::{self, Transport};
 use crate::pipeline::{EnqueueError, Pipeline};
 
 /// Requests with at least this many spans are mapped on the blocking pool so
 /// that large requests do not stall the async workers.
 const BLOCKING_MAP_SPANS: usize = 512;
+
+/// The same for protobuf bodies, whose spans are only counted while they
+/// are decoded: at least this many bytes (about 50–100 µs of decode + map).
+const BLOCKING_MAP_BYTES: usize = 64 * 1024;
+
+/// An export request as a receiver hands it over.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// A protobuf `ExportTraceServiceRequest`, decoded and mapped in one
+    /// step by [`mapper::map_protobuf`].
+    Protobuf(Bytes),
+    /// A request decoded already (OTLP/JSON), with the reasons of spans
+    /// the decoder took out.
+    Decoded(ExportTraceServiceRequest, Vec<String>),
+}
+
+impl Payload {
+    /// Whether mapping this payload is worth moving off the async workers.
+    fn is_large(&self) -> bool {
+        match self {
+            Payload::Protobuf(bytes) => bytes.len() >= BLOCKING_MAP_BYTES,
+            Payload::Decoded(request, _) => {
+                let spans: usize = request
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| r.scope_spans.iter())
+                    .map(|s| s.spans.len())
+                    .sum();
+                spans >= BLOCKING_MAP_SPANS
+            }
+        }
+    }
+
+    /// Decodes (if still needed) and maps. Pure.
+    fn map(self, ctx: &IngestContext) -> Result<MapOutcome, DecodeError> {
+        match self {
+            Payload::Protobuf(bytes) => mapper::map_protobuf(&bytes, ctx),
+            Payload::Decoded(request, pre_rejected) => {
+                let mut outcome = mapper::map(request, ctx);
+                if !pre_rejected.is_empty() {
+                    outcome.rejected_spans += pre_rejected.len() as u64;
+                    let mut reasons = pre_rejected;
+                    reasons.append(&mut outcome.rejections);
+                    outcome.rejections = reasons;
+                }
+                Ok(outcome)
+            }
+        }
+    }
+}
 
 /// Shared state of both receivers.
 #[derive(Clone)]
@@ -45,6 +96,8 @@ pub(crate) enum IngestError {
     Busy,
     /// The collector is shutting down: retry later (elsewhere).
     ShuttingDown,
+    /// The protobuf body is malformed: the client must fix the request.
+    Decode(DecodeError),
     /// Mapping panicked or the blocking pool is gone.
     Internal(String),
 }
@@ -54,6 +107,10 @@ impl std::fmt::Display for IngestError {
         match self {
             IngestError::Busy => f.write_str("the collector's queue is full; retry later"),
             IngestError::ShuttingDown => f.write_str("the collector is shutting down; retry later"),
+            IngestError::Decode(e) => write!(
+                f,
+                "failed to decode the protobuf ExportTraceServiceRequest: {e}"
+            ),
             IngestError::Internal(m) => write!(f, "internal error: {m}"),
         }
     }
@@ -106,37 +163,30 @@ impl Ingest {
             .await
     }
 
-    /// Maps `request` (plus spans the decoder already rejected) into the
-    /// app of `principal` and queues the rows; returns the OTLP response to
-    /// send.
+    /// Decodes and maps `payload` into the app of `principal` and queues
+    /// the rows; returns the OTLP response to send.
     pub(crate) async fn ingest(
         &self,
-        request: ExportTraceServiceRequest,
-        pre_rejected: Vec<String>,
+        payload: Payload,
         principal: &Principal,
         transport: Transport,
         started: Instant,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let ctx = IngestContext::new(principal.ingest_app(), now_ns());
-        let spans: usize = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| r.scope_spans.iter())
-            .map(|s| s.spans.len())
-            .sum();
-        let mut outcome: MapOutcome = if spans >= BLOCKING_MAP_SPANS {
-            tokio::task::spawn_blocking(move || mapper::map(request, &ctx))
+        let mapped = if payload.is_large() {
+            tokio::task::spawn_blocking(move || payload.map(&ctx))
                 .await
                 .map_err(|e| IngestError::Internal(e.to_string()))?
         } else {
-            mapper::map(request, &ctx)
+            payload.map(&ctx)
         };
-        if !pre_rejected.is_empty() {
-            outcome.rejected_spans += pre_rejected.len() as u64;
-            let mut reasons = pre_rejected;
-            reasons.append(&mut outcome.rejections);
-            outcome.rejections = reasons;
-        }
+        let outcome = match mapped {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                metrics::record_refused(transport, started.elapsed());
+                return Err(IngestError::Decode(e));
+            }
+        };
         let accepted = outcome.accepted_spans;
         let rejected = outcome.rejected_spans;
         let message = outcome.error_message();
