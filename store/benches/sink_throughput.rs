@@ -1,6 +1,7 @@
-//! Sink throughput: realistic step rows written in batches to ClickHouse
+//! Sink throughput: realistic step rows written in batches to SQLite (a
+//! fresh file in a temporary directory, always), ClickHouse
 //! (`XRAY_TEST_CLICKHOUSE_URL`) and Postgres (`XRAY_TEST_POSTGRES_URL`),
-//! each into a fresh database. Prints rows/s per backend.
+//! each into a fresh database. Prints rows/s and MB/s per backend.
 //!
 //! ```sh
 //! XRAY_TEST_CLICKHOUSE_URL=$(dev/clickhouse-server/start.sh) \
@@ -9,7 +10,11 @@
 //! ```
 //!
 //! Options through the environment: `BENCH_BATCHES` (default 20),
-//! `BENCH_BATCH_ROWS` (default 5000, the batcher's default `batch_max_rows`).
+//! `BENCH_BATCH_ROWS` (default 5000, the batcher's default `batch_max_rows`),
+//! `BENCH_LLM_BYTES` (default 0: extra prompt/output text on each LLM step's
+//! input and output, to model the 0.5–4 KB prompts the load generator sends),
+//! `BENCH_BACKENDS` (comma list of `sqlite,clickhouse,postgres`; default all
+//! that are reachable).
 //! Results are recorded in `docs/benchmarks.md`.
 
 #![allow(clippy::print_stdout, missing_docs)]
@@ -33,7 +38,8 @@ const STEP_NAMES: [(&str, StepType); 6] = [
 
 /// One batch: executions of 6 steps each (the steps share the batch with
 /// their execution, as the SDK sends them), `rows` rows in all.
-fn batch(seq: usize, rows: usize) -> MappedBatch {
+fn batch(seq: usize, rows: usize, llm_bytes: usize) -> MappedBatch {
+    let pad = "lorem ipsum ".repeat(llm_bytes / 12 + 1)[..llm_bytes].to_string();
     let t0 = 1_763_000_000_000_000_000i64 + (seq as i64) * 1_000_000_000;
     let mut b = MappedBatch::default();
     let per_exec = STEP_NAMES.len() + 1;
@@ -84,8 +90,16 @@ fn batch(seq: usize, rows: usize) -> MappedBatch {
                 service: "search-api".into(),
                 start_time_ns: s_start,
                 end_time_ns: Some(s_start + 90_000_000),
-                input: Some(format!(r#"{{"candidates":{cin},"filters":{{"max_price":150,"min_rating":4.2}},"keywords":["waterproof","hiking","boots"]}}"#)),
-                output: Some(format!(r#"{{"kept":{},"top":["B07XJ8C8F5","B08L5WRWNW","B09G9FPHY6"]}}"#, cin / 2)),
+                input: Some(if *step_type == StepType::Llm && llm_bytes > 0 {
+                    format!(r#"{{"prompt":"{pad}"}}"#)
+                } else {
+                    format!(r#"{{"candidates":{cin},"filters":{{"max_price":150,"min_rating":4.2}},"keywords":["waterproof","hiking","boots"]}}"#)
+                }),
+                output: Some(if *step_type == StepType::Llm && llm_bytes > 0 {
+                    format!(r#"{{"completion":"{pad}"}}"#)
+                } else {
+                    format!(r#"{{"kept":{},"top":["B07XJ8C8F5","B08L5WRWNW","B09G9FPHY6"]}}"#, cin / 2)
+                }),
                 reasoning: Some("Dropped items above the price cap and below the rating floor; kept the rest in catalog order.".into()),
                 metadata: Metadata::from([
                     ("index".to_string(), "catalog-2026-11".to_string()),
@@ -121,22 +135,41 @@ fn batch(seq: usize, rows: usize) -> MappedBatch {
     b
 }
 
-async fn run(name: &str, sink: &dyn Sink, batches: usize, rows: usize) {
-    let data: Vec<MappedBatch> = (0..batches).map(|i| batch(i, rows)).collect();
+async fn run(name: &str, sink: &dyn Sink, batches: usize, rows: usize, llm_bytes: usize) {
+    let data: Vec<MappedBatch> = (0..batches).map(|i| batch(i, rows, llm_bytes)).collect();
     // One warm-up batch (connections, schema fetch), not counted.
-    sink.write(&batch(batches + 1, rows))
+    sink.write(&batch(batches + 1, rows, llm_bytes))
         .await
         .expect("warm-up write");
     let total: usize = data.iter().map(MappedBatch::len).sum();
+    let bytes: usize = data.iter().map(text_bytes).sum();
     let started = Instant::now();
     for b in &data {
         sink.write(b).await.expect("write");
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{name:<11} {batches} batches x {rows} rows: {total} rows in {secs:.2} s = {:.0} rows/s",
-        total as f64 / secs
+        "{name:<11} {batches} batches x {rows} rows: {total} rows in {secs:.2} s = {:.0} rows/s, {:.1} MB/s of text",
+        total as f64 / secs,
+        bytes as f64 / secs / 1e6
     );
+}
+
+/// Bytes of input, output and reasoning text in a batch.
+fn text_bytes(b: &MappedBatch) -> usize {
+    let len = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    b.executions
+        .iter()
+        .map(|e| len(&e.input) + len(&e.output))
+        .sum::<usize>()
+        + b.steps
+            .iter()
+            .map(|s| len(&s.input) + len(&s.output) + len(&s.reasoning))
+            .sum::<usize>()
+}
+
+fn wanted(backend: &str) -> bool {
+    std::env::var("BENCH_BACKENDS").map_or(true, |v| v.split(',').any(|b| b.trim() == backend))
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -154,16 +187,22 @@ async fn main() {
     }
     let batches = env_usize("BENCH_BATCHES", 20);
     let rows = env_usize("BENCH_BATCH_ROWS", 5000);
-    let mut ran = false;
-    if let Some(db) = xray_store::clickhouse::testing::isolated().await {
-        run("clickhouse", &db.backend, batches, rows).await;
-        ran = true;
+    let llm_bytes = env_usize("BENCH_LLM_BYTES", 0);
+    if wanted("sqlite") {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = xray_store::sqlite::SqliteBackend::open(dir.path().join("bench.db"))
+            .await
+            .expect("open sqlite");
+        run("sqlite", &db, batches, rows, llm_bytes).await;
     }
-    if let Some(db) = xray_store::postgres::testing::isolated().await {
-        run("postgres", &db.backend, batches, rows).await;
-        ran = true;
+    if wanted("clickhouse") {
+        if let Some(db) = xray_store::clickhouse::testing::isolated().await {
+            run("clickhouse", &db.backend, batches, rows, llm_bytes).await;
+        }
     }
-    if !ran {
-        println!("set XRAY_TEST_CLICKHOUSE_URL and/or XRAY_TEST_POSTGRES_URL (dev/test.sh does)");
+    if wanted("postgres") {
+        if let Some(db) = xray_store::postgres::testing::isolated().await {
+            run("postgres", &db.backend, batches, rows, llm_bytes).await;
+        }
     }
 }
