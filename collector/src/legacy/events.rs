@@ -20,7 +20,7 @@
 //!
 //! Mapping ([`map_events`]): each trace is an execution whose id is the
 //! event's `trace_id` (pipeline `events`), each event a step of it whose
-//! span id derives from the app and `span_id` alone (kept as metadata
+//! span id derives from `span_id` alone (kept as metadata
 //! `event.span_id`), so `GET /v1/events/{span_id}` finds it without its
 //! trace.
 //! `event_type` `llm_call` → step type `llm`, `decision` → `logic`,
@@ -180,12 +180,12 @@ pub fn map_events(
         let event_type = text(o.get("event_type")).unwrap_or_else(|| "custom".into());
         let legacy_span = text(o.get("span_id")).filter(|s| !s.is_empty());
         let span_id = match &legacy_span {
-            Some(s) => ids::span_id_of(app, SERVICE, s),
+            Some(s) => ids::event_span_id(s),
             None => generated_span_id(ctx, i, ev),
         };
         let exec_span = ids::span_id(&[app, SERVICE, &trace, "execution"]);
         let parent_span_id = match text(o.get("parent_span_id")).filter(|s| !s.is_empty()) {
-            Some(p) => ids::span_id_of(app, SERVICE, &p),
+            Some(p) => ids::event_span_id(&p),
             None => exec_span,
         };
         let start = values::time_text_or_secs(o.get("timestamp"), &f("timestamp"))?

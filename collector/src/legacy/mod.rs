@@ -16,14 +16,13 @@
 //! rows show up in every `/api/v1` view.
 //!
 //! Identity: every row gets a deterministic id derived from the app and the
-//! legacy id (see [`ids`]), so a re-sent request is stored once. The legacy
+//! legacy id (see [`xray_model::legacy_ids`]), so a re-sent request is stored once. The legacy
 //! ids stay visible: the execution id *is* the snapshot's `executionId`,
 //! the event's `trace_id` or the run's `id`.
 //!
 //! Bodies are capped at `receivers.otlp.max_message_bytes` (413 above).
 
 pub mod events;
-pub mod ids;
 pub mod runs;
 pub mod snapshot;
 mod values;
@@ -39,6 +38,7 @@ use crate::metrics::Transport;
 use crate::receiver::{Ingest, IngestError};
 
 pub use values::LegacyError;
+pub use xray_model::legacy_ids as ids;
 
 /// The routes of the three legacy services, for the OTLP/HTTP router.
 pub(crate) fn router() -> Router<Ingest> {

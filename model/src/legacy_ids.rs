@@ -1,5 +1,7 @@
-//! Deterministic trace and span ids for legacy bodies, which carry their
-//! own ids (any string) instead of OTLP's hex ids.
+//! Deterministic trace and span ids for the bodies of the earlier X-Ray
+//! services, which carry their own ids (any string) instead of OTLP's hex
+//! ids. The collector derives row ids with these; the dashboard API derives
+//! the same ids to find rows by a legacy id.
 //!
 //! The ids are FNV-1a 64 hashes over the app, a service tag and the legacy
 //! ids, so the same request sent twice maps to the same rows (stored once),
@@ -55,6 +57,19 @@ pub fn span_id_of(app: &str, service: &str, legacy: &str) -> String {
         legacy.to_ascii_lowercase()
     } else {
         span_id(&[app, service, legacy])
+    }
+}
+
+/// The span id of an event-service event from its `span_id`: kept when it
+/// is 16 hex characters, else a hash of it alone (not of the app or the
+/// trace), so `GET /v1/events/{span_id}` can find it in any scope. Rows stay
+/// separate per app and trace: a step's identity is `(app, trace_id,
+/// span_id)`.
+pub fn event_span_id(legacy: &str) -> String {
+    if is_hex_id(legacy, 16) {
+        legacy.to_ascii_lowercase()
+    } else {
+        span_id(&["events", legacy])
     }
 }
 
