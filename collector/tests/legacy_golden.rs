@@ -45,7 +45,11 @@ fn map_one(
         }
         "runs" => {
             let evs = runs::parse_ingest(body).unwrap();
-            let o = runs::map_run_events(&evs, ctx, prior).unwrap();
+            let prior: HashMap<String, runs::RunState> = prior
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            let o = runs::map_run_events(&evs, ctx, &prior).unwrap();
             let resp = o.response();
             (o.batch, resp)
         }

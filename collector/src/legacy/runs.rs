@@ -61,6 +61,94 @@ pub const FINISHED_VERSION_BIT: u64 = 1 << 61;
 /// Most events one request may carry.
 pub const MAX_EVENTS: usize = 10_000;
 
+/// What is known of a run before a request: its execution (unless only
+/// steps arrived so far) and its steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunState {
+    /// The run, when a run event was seen.
+    pub execution: Option<Execution>,
+    /// Its steps.
+    pub steps: Vec<Step>,
+}
+
+impl From<ExecutionDetail> for RunState {
+    fn from(d: ExecutionDetail) -> Self {
+        RunState {
+            execution: Some(d.execution),
+            steps: d.steps,
+        }
+    }
+}
+
+impl RunsOutcome {
+    /// The state of each run after this request, by run id: `prior`
+    /// updated with the rows of the batch.
+    pub fn states(&self, prior: &HashMap<String, RunState>) -> HashMap<String, RunState> {
+        let mut out: HashMap<String, RunState> = HashMap::new();
+        let base = |id: &str| prior.get(id).cloned().unwrap_or_default();
+        for e in &self.batch.executions {
+            out.entry(e.execution_id.clone())
+                .or_insert_with(|| base(&e.execution_id))
+                .execution = Some(e.clone());
+        }
+        for s in &self.batch.steps {
+            let st = out
+                .entry(s.execution_id.clone())
+                .or_insert_with(|| base(&s.execution_id));
+            match st.steps.iter_mut().find(|x| x.span_id == s.span_id) {
+                Some(x) => *x = s.clone(),
+                None => st.steps.push(s.clone()),
+            }
+        }
+        out
+    }
+}
+
+/// The newest state of recently ingested runs, per collector: a run's
+/// `step_complete` or `run_complete` usually arrives before the rows of its
+/// start are written (batching), so the store alone would not know them
+/// yet. Bounded: the oldest runs are forgotten first (the store knows them
+/// by then). Several replicas each keep their own; across replicas the
+/// store lookup and the row versions apply.
+#[derive(Debug, Default)]
+pub struct RecentRuns {
+    inner: std::sync::Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    map: HashMap<(String, String), RunState>,
+    order: std::collections::VecDeque<(String, String)>,
+}
+
+/// Runs [`RecentRuns`] remembers.
+pub const RECENT_RUNS: usize = 4096;
+
+impl RecentRuns {
+    /// The remembered state of `run_id` in `app`.
+    pub fn get(&self, app: &str, run_id: &str) -> Option<RunState> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.map.get(&(app.to_string(), run_id.to_string())).cloned()
+    }
+
+    /// Remembers `states` of `app`.
+    pub fn put(&self, app: &str, states: HashMap<String, RunState>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, st) in states {
+            let key = (app.to_string(), id);
+            if g.map.insert(key.clone(), st).is_none() {
+                g.order.push_back(key);
+            }
+        }
+        while g.map.len() > RECENT_RUNS {
+            match g.order.pop_front() {
+                Some(k) => drop(g.map.remove(&k)),
+                None => break,
+            }
+        }
+    }
+}
+
 /// The event types of the run service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEvent {
@@ -174,7 +262,7 @@ fn is_finished(s: Status) -> bool {
 
 struct Mapper<'a> {
     ctx: &'a IngestContext,
-    prior: &'a HashMap<String, ExecutionDetail>,
+    prior: &'a HashMap<String, RunState>,
     runs: BTreeMap<String, Execution>,
     steps: BTreeMap<(String, String), Step>,
 }
@@ -185,8 +273,8 @@ impl Mapper<'_> {
         let ctx = self.ctx;
         let prior = self.prior;
         self.runs.entry(id.to_string()).or_insert_with(|| {
-            if let Some(p) = prior.get(id) {
-                return p.execution.clone();
+            if let Some(e) = prior.get(id).and_then(|p| p.execution.clone()) {
+                return e;
             }
             let mut metadata = Metadata::new();
             metadata.insert("legacy.source".into(), SERVICE.into());
@@ -463,7 +551,7 @@ pub fn rejections(outputs: Option<&Value>, metadata: Option<&Value>) -> Rejectio
 pub fn map_run_events(
     events: &[Value],
     ctx: &IngestContext,
-    prior: &HashMap<String, ExecutionDetail>,
+    prior: &HashMap<String, RunState>,
 ) -> Result<RunsOutcome, LegacyError> {
     let mut m = Mapper {
         ctx,
@@ -517,10 +605,17 @@ pub fn map_run_events(
 }
 
 pub(crate) fn router() -> Router<Ingest> {
-    Router::new().route("/ingest", post(post_ingest))
+    Router::new()
+        .route("/ingest", post(post_ingest))
+        .layer(axum::Extension(std::sync::Arc::new(RecentRuns::default())))
 }
 
-async fn post_ingest(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+async fn post_ingest(
+    State(ingest): State<Ingest>,
+    axum::Extension(recent): axum::Extension<std::sync::Arc<RecentRuns>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let style = ErrorStyle::Detail;
     let principal = match ingest
@@ -539,7 +634,17 @@ async fn post_ingest(State(ingest): State<Ingest>, headers: HeaderMap, body: Bod
         Err(e) => return super::refuse(style, StatusCode::UNPROCESSABLE_ENTITY, &e, started),
     };
     let app = principal.ingest_app().to_string();
-    let prior = super::prior_executions(&ingest, &app, referenced_runs(&events)).await;
+    let mut prior: HashMap<String, RunState> = HashMap::new();
+    let mut unknown = Vec::new();
+    for id in referenced_runs(&events) {
+        match recent.get(&app, &id) {
+            Some(st) => drop(prior.insert(id, st)),
+            None => unknown.push(id),
+        }
+    }
+    for (id, d) in super::prior_executions(&ingest, &app, unknown).await {
+        prior.insert(id, d.into());
+    }
     let ctx = IngestContext::new(app, crate::receiver::now_ns());
     let outcome = match map_run_events(&events, &ctx, &prior) {
         Ok(o) => o,
@@ -549,8 +654,10 @@ async fn post_ingest(State(ingest): State<Ingest>, headers: HeaderMap, body: Bod
     if !outcome.unknown.is_empty() {
         tracing::debug!(unknown = ?outcome.unknown, "run events of unknown types skipped");
     }
+    let states = outcome.states(&prior);
     if let Err(r) = super::submit(&ingest, style, outcome.batch, started).await {
         return r;
     }
+    recent.put(ctx.app.as_str(), states);
     axum::Json(body).into_response()
 }
