@@ -73,14 +73,45 @@ fn random_value(rng: &mut Rng, depth: u32) -> Value {
         4 => json!(1e300),
         5 => json!(rng.next() as f64 / 7.0),
         6 => json!(""),
-        7 => json!(["2024-05-01T12:00:00Z", "not a time", "12:00", "1714564800000", "NaN", "-1", "\u{0}", "2024-13-45T99:99:99"][rng.below(8)]),
-        8 => json!(["llm_call", "run_start", "step_end", "run_end", "decision", "COMPLETED", "filter", "xx"][rng.below(8)]),
-        9 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
+        7 => json!(
+            [
+                "2024-05-01T12:00:00Z",
+                "not a time",
+                "12:00",
+                "1714564800000",
+                "NaN",
+                "-1",
+                "\u{0}",
+                "2024-13-45T99:99:99"
+            ][rng.below(8)]
+        ),
+        8 => json!(
+            [
+                "llm_call",
+                "run_start",
+                "step_end",
+                "run_end",
+                "decision",
+                "COMPLETED",
+                "filter",
+                "xx"
+            ][rng.below(8)]
+        ),
+        9 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
         10 => {
-            let keys = ["id", "run_id", "type", "data", "name", "trace_id", "span_id", "events", "steps"];
+            let keys = [
+                "id", "run_id", "type", "data", "name", "trace_id", "span_id", "events", "steps",
+            ];
             let mut m = Map::new();
             for _ in 0..rng.below(4) {
-                m.insert(keys[rng.below(keys.len())].into(), random_value(rng, depth + 1));
+                m.insert(
+                    keys[rng.below(keys.len())].into(),
+                    random_value(rng, depth + 1),
+                );
             }
             Value::Object(m)
         }
@@ -157,7 +188,9 @@ fn bytes_of(base: &Value, rng: &mut Rng) -> Vec<u8> {
 }
 
 fn check_batch(b: &MappedBatch, app: &str, input: &[u8]) {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let shown = || String::from_utf8_lossy(input).into_owned();
     for e in &b.executions {
         assert_eq!(e.app, app, "{}", shown());
@@ -177,7 +210,10 @@ fn check_batch(b: &MappedBatch, app: &str, input: &[u8]) {
 }
 
 fn budget() -> Duration {
-    match std::env::var("XRAY_FUZZ_SECS").ok().and_then(|s| s.parse::<f64>().ok()) {
+    match std::env::var("XRAY_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+    {
         Some(s) => Duration::from_secs_f64(s),
         None => Duration::from_millis(750),
     }
@@ -221,7 +257,10 @@ fn fuzz(
         n += 1;
     }
     eprintln!("{name}: {n} inputs, {ok} mapped, {} refused", n - ok);
-    assert!(ok > 0, "{name}: no mutated input was accepted; mutations too destructive");
+    assert!(
+        ok > 0,
+        "{name}: no mutated input was accepted; mutations too destructive"
+    );
 }
 
 #[test]

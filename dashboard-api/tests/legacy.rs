@@ -87,7 +87,12 @@ impl Env {
             .await
     }
 
-    async fn ingest_raw(&self, path: &str, key: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+    async fn ingest_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let url = format!("http://{}{path}", self.collector.http_addr());
         self.send(reqwest::Method::POST, url, key, Some(body)).await
     }
@@ -109,7 +114,10 @@ impl Env {
             last = body;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("[{}] {path} never got there; last answer {last}", self.t.name);
+        panic!(
+            "[{}] {path} never got there; last answer {last}",
+            self.t.name
+        );
     }
 }
 
@@ -142,31 +150,66 @@ async fn check_backend(t: TestBackend) {
     // --- A. snapshot service ---
     let body = snapshot("exec-1", "ranking", true);
     let (s, v) = env.ingest("/executions", None, &body).await;
-    assert_eq!((s, &v), (StatusCode::UNAUTHORIZED, &json!({"error": "Missing API key"})), "[{name}]");
+    assert_eq!(
+        (s, &v),
+        (
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "Missing API key"})
+        ),
+        "[{name}]"
+    );
     let wrong = format!("xr_{}", "A".repeat(32));
     let (s, v) = env.ingest("/executions", Some(&wrong), &body).await;
-    assert_eq!((s, &v), (StatusCode::UNAUTHORIZED, &json!({"error": "Invalid API key"})), "[{name}]");
+    assert_eq!(
+        (s, &v),
+        (
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "Invalid API key"})
+        ),
+        "[{name}]"
+    );
     let (s, v) = env
         .ingest_raw("/executions", Some(&key_a), b"{not json".to_vec())
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "[{name}] {v}");
-    assert!(v["error"].as_str().unwrap().starts_with("invalid JSON body"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body"),
+        "{v}"
+    );
     let (s, v) = env
         .ingest("/executions", Some(&key_a), &json!({"pipeline": "x"}))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(v, json!({"error": "executionId: required: a non-empty string"}));
+    assert_eq!(
+        v,
+        json!({"error": "executionId: required: a non-empty string"})
+    );
     for _ in 0..2 {
         let (s, v) = env.ingest("/executions", Some(&key_a), &body).await;
-        assert_eq!((s, v), (StatusCode::OK, json!({"success": true})), "[{name}]");
+        assert_eq!(
+            (s, v),
+            (StatusCode::OK, json!({"success": true})),
+            "[{name}]"
+        );
     }
     let (s, _) = env
-        .ingest("/executions", Some(&key_a), &snapshot("exec-empty", "nightly", false))
+        .ingest(
+            "/executions",
+            Some(&key_a),
+            &snapshot("exec-empty", "nightly", false),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     // the same legacy id in another app is another execution
     let (s, _) = env
-        .ingest("/executions", Some(&key_b), &snapshot("exec-1", "other-pipeline", false))
+        .ingest(
+            "/executions",
+            Some(&key_b),
+            &snapshot("exec-1", "other-pipeline", false),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
 
@@ -175,7 +218,10 @@ async fn check_backend(t: TestBackend) {
             v["steps"].as_array().is_some_and(|s| !s.is_empty())
         })
         .await;
-    assert_eq!(detail["execution"]["pipeline"], "ranking", "[{name}] {detail}");
+    assert_eq!(
+        detail["execution"]["pipeline"], "ranking",
+        "[{name}] {detail}"
+    );
     assert_eq!(detail["execution"]["app"], a.id.as_str());
     let empty = env
         .eventually("/api/v1/executions/exec-empty", &key_a, |_| true)
@@ -192,7 +238,11 @@ async fn check_backend(t: TestBackend) {
             v["items"].as_array().is_some_and(|i| i.len() >= 2)
         })
         .await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 2, "[{name}] {list}");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "[{name}] {list}"
+    );
     let stored = store
         .get_execution(&Scope::App(a.id.clone()), "exec-1")
         .await
@@ -200,16 +250,33 @@ async fn check_backend(t: TestBackend) {
         .unwrap();
     assert_eq!(stored.steps.len(), 3, "[{name}] duplicates stored once");
     let filter = stored.steps.iter().find(|s| s.name == "filter").unwrap();
-    assert_eq!((filter.candidates_in, filter.candidates_out), (Some(3), Some(1)));
+    assert_eq!(
+        (filter.candidates_in, filter.candidates_out),
+        (Some(3), Some(1))
+    );
 
     // POST /apps with the admin token
     let req = json!({"userId": "user-42", "name": "Migrated App"});
     let (s, v) = env.ingest("/apps", None, &req).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, json!({"error": "Missing API key"})));
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "Missing API key"})
+        )
+    );
     let (s, v) = env.ingest("/apps", Some(&key_a), &req).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    let (s, v) = env.ingest("/apps", Some(ADMIN), &json!({"userId": "u"})).await;
-    assert_eq!((s, v), (StatusCode::BAD_REQUEST, json!({"error": "name: required: a non-empty string"})));
+    let (s, v) = env
+        .ingest("/apps", Some(ADMIN), &json!({"userId": "u"}))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "name: required: a non-empty string"})
+        )
+    );
     let (s, created) = env.ingest("/apps", Some(ADMIN), &req).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["user_id"], "user-42");
@@ -219,7 +286,11 @@ async fn check_backend(t: TestBackend) {
     let new_key = created["api_key"].as_str().unwrap().to_string();
     assert!(xray_auth::is_well_formed_key(&new_key));
     let (s, _) = env
-        .ingest("/executions", Some(&new_key), &snapshot("exec-new", "p", false))
+        .ingest(
+            "/executions",
+            Some(&new_key),
+            &snapshot("exec-new", "p", false),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "[{name}] the new app's key ingests");
 
@@ -234,9 +305,23 @@ async fn check_backend(t: TestBackend) {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["span_id"], "span-1");
     let (s, v) = env.ingest("/v1/events", None, &ev).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, json!({"error": "Missing API key"})));
-    let (s, v) = env.ingest("/v1/events/batch", Some(&key_a), &json!({"events": 3})).await;
-    assert_eq!((s, v), (StatusCode::BAD_REQUEST, json!({"error": "events: expected an array, got 3"})));
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "Missing API key"})
+        )
+    );
+    let (s, v) = env
+        .ingest("/v1/events/batch", Some(&key_a), &json!({"events": 3}))
+        .await;
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "events: expected an array, got 3"})
+        )
+    );
     let batch = json!({"events": [
         {"event_type": "decision", "trace_id": "trace-1", "span_id": "span-2", "parent_span_id": "span-1",
          "timestamp": "2024-05-01T12:00:01Z", "duration_ms": 5, "service": "decider",
@@ -281,7 +366,13 @@ async fn check_backend(t: TestBackend) {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["error"].as_str().unwrap().starts_with("trace_id"), "{v}");
     let (s, v) = env.read("/v1/traces", None).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, json!({"error": "Missing API key"})));
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "Missing API key"})
+        )
+    );
     let traces = env.read("/v1/traces?limit=100", Some(&key_a)).await.1;
     let t1 = traces["traces"]
         .as_array()
@@ -295,7 +386,11 @@ async fn check_backend(t: TestBackend) {
     assert_eq!(t1["last_timestamp"], "2024-05-01T12:00:02.000000000Z");
     let traces_b = env.read("/v1/traces", Some(&key_b)).await.1;
     assert!(
-        traces_b["traces"].as_array().unwrap().iter().all(|t| t["trace_id"] != "trace-1"),
+        traces_b["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["trace_id"] != "trace-1"),
         "[{name}] isolation: {traces_b}"
     );
 
@@ -307,7 +402,11 @@ async fn check_backend(t: TestBackend) {
           "type": "filter", "inputs": [1, 2, 3, 4], "started_at": "2024-05-01T12:00:01"}}
     ]});
     let (s, v) = env.ingest("/ingest", Some(&key_a), &start).await;
-    assert_eq!((s, v), (StatusCode::OK, json!({"status": "ok", "processed": 2})), "[{name}]");
+    assert_eq!(
+        (s, v),
+        (StatusCode::OK, json!({"status": "ok", "processed": 2})),
+        "[{name}]"
+    );
     let steps = json!({"events": [
         {"type": "step_end", "data": {"id": "s1", "run_id": "run-1",
           "outputs": {"kept": [2], "rejected": [{"reason": "low_score"}, {"reason": "low_score"}, {"reason": "dup"}]},
@@ -318,8 +417,11 @@ async fn check_backend(t: TestBackend) {
     let (s, v) = env.ingest("/ingest", Some(&key_a), &steps).await;
     assert_eq!(
         (s, v),
-        (StatusCode::OK, json!({"status": "ok", "processed": 1, "skipped": 2,
-            "unknown_event_types": {"heartbeat": 2}})),
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "processed": 1, "skipped": 2,
+            "unknown_event_types": {"heartbeat": 2}})
+        ),
         "[{name}]"
     );
     // sent at once, before the earlier rows are written: the collector
@@ -328,26 +430,51 @@ async fn check_backend(t: TestBackend) {
     let (s, _) = env.ingest("/ingest", Some(&key_a), &done).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = env.ingest("/ingest", None, &done).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, json!({"detail": "Missing API key"})));
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"detail": "Missing API key"})
+        )
+    );
     let (s, v) = env
-        .ingest("/ingest", Some(&key_a), &json!({"events": [{"type": "step_start", "data": {"id": "x"}}]}))
+        .ingest(
+            "/ingest",
+            Some(&key_a),
+            &json!({"events": [{"type": "step_start", "data": {"id": "x"}}]}),
+        )
         .await;
     assert_eq!(
         (s, v),
-        (StatusCode::UNPROCESSABLE_ENTITY, json!({"detail": "events[0].data.run_id: required: a non-empty string"}))
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"detail": "events[0].data.run_id: required: a non-empty string"})
+        )
     );
 
     let run = env
         .eventually("/runs/run-1", &key_a, |v| v["status"] == "COMPLETED")
         .await;
-    assert_eq!(run["name"], "lead-scoring", "[{name}] the completion kept the name: {run}");
+    assert_eq!(
+        run["name"], "lead-scoring",
+        "[{name}] the completion kept the name: {run}"
+    );
     assert_eq!(run["tags"], json!(["nightly"]));
     assert_eq!(run["started_at"], "2024-05-01T12:00:00.000000000Z");
     assert_eq!(run["completed_at"], "2024-05-01T12:00:03.000000000Z");
     assert_eq!(run["total_cost"], 0.004);
     let runs = env.read("/runs?limit=500", Some(&key_a)).await.1;
-    let ids: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.iter().filter(|i| **i == "run-1").count(), 1, "[{name}] one run: {ids:?}");
+    let ids: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.iter().filter(|i| **i == "run-1").count(),
+        1,
+        "[{name}] one run: {ids:?}"
+    );
     let (s, v) = env.read("/runs?limit=0", Some(&key_a)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["detail"].as_str().unwrap().starts_with("limit"), "{v}");
@@ -359,14 +486,27 @@ async fn check_backend(t: TestBackend) {
     assert_eq!(analysis["steps"][0]["input_count"], 4, "{analysis}");
     assert_eq!(analysis["steps"][0]["output_count"], 1);
     assert_eq!(analysis["steps"][0]["drop_rate"], 0.75);
-    assert_eq!(analysis["rejection_histogram"], json!({"dup": 1, "low_score": 2}));
+    assert_eq!(
+        analysis["rejection_histogram"],
+        json!({"dup": 1, "low_score": 2})
+    );
     assert_eq!(analysis["final_output"]["kept"], json!([2]));
     for path in ["/runs/run-1", "/runs/run-1/steps", "/analyze/run-1"] {
         let (s, v) = env.read(path, Some(&key_b)).await;
-        assert_eq!((s, v), (StatusCode::NOT_FOUND, json!({"detail": "Run not found"})), "[{name}] {path}");
+        assert_eq!(
+            (s, v),
+            (StatusCode::NOT_FOUND, json!({"detail": "Run not found"})),
+            "[{name}] {path}"
+        );
     }
     assert!(
-        env.read("/runs", Some(&key_b)).await.1.as_array().unwrap().iter().all(|r| r["id"] != "run-1"),
+        env.read("/runs", Some(&key_b))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != "run-1"),
         "[{name}] isolation of /runs"
     );
     // the run shows in /api/v1 too
@@ -380,15 +520,35 @@ async fn check_backend(t: TestBackend) {
     assert!(env.auth.revoke_key(&record.id).await.unwrap());
     let invalid = |style: &str| json!({ style: "Invalid API key" });
     let (s, v) = env.ingest("/ingest", Some(&second), &done).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, invalid("detail")), "[{name}] revoked");
+    assert_eq!(
+        (s, v),
+        (StatusCode::UNAUTHORIZED, invalid("detail")),
+        "[{name}] revoked"
+    );
     let (s, v) = env.ingest("/executions", Some(&second), &body).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, invalid("error")), "[{name}] revoked");
+    assert_eq!(
+        (s, v),
+        (StatusCode::UNAUTHORIZED, invalid("error")),
+        "[{name}] revoked"
+    );
     let (s, v) = env.ingest("/v1/events", Some(&second), &ev).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, invalid("error")), "[{name}] revoked");
+    assert_eq!(
+        (s, v),
+        (StatusCode::UNAUTHORIZED, invalid("error")),
+        "[{name}] revoked"
+    );
     let (s, v) = env.read("/runs", Some(&second)).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, invalid("detail")), "[{name}] revoked");
+    assert_eq!(
+        (s, v),
+        (StatusCode::UNAUTHORIZED, invalid("detail")),
+        "[{name}] revoked"
+    );
     let (s, v) = env.read("/v1/traces", Some(&second)).await;
-    assert_eq!((s, v), (StatusCode::UNAUTHORIZED, invalid("error")), "[{name}] revoked");
+    assert_eq!(
+        (s, v),
+        (StatusCode::UNAUTHORIZED, invalid("error")),
+        "[{name}] revoked"
+    );
     env.collector.shutdown().await.unwrap();
 }
 
@@ -407,7 +567,9 @@ async fn anonymous_data_goes_to_the_default_app() {
     let url = format!("http://{}/runs/anon-run", env.api);
     let mut found = false;
     for _ in 0..250 {
-        let (s, v) = env.send(reqwest::Method::GET, url.clone(), None, None).await;
+        let (s, v) = env
+            .send(reqwest::Method::GET, url.clone(), None, None)
+            .await;
         if s == StatusCode::OK {
             assert_eq!(v["status"], "RUNNING");
             found = true;

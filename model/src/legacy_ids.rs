@@ -93,7 +93,10 @@ mod tests {
         let t = "5B8EFFF798038103D269B633813FC60C";
         assert_eq!(trace_id_of("a", "events", t), t.to_ascii_lowercase());
         assert_ne!(trace_id_of("a", "events", &"0".repeat(32)), "0".repeat(32));
-        assert_eq!(span_id_of("a", "events", "eee19b7ec3c1b174"), "eee19b7ec3c1b174");
+        assert_eq!(
+            span_id_of("a", "events", "eee19b7ec3c1b174"),
+            "eee19b7ec3c1b174"
+        );
         assert_ne!(span_id_of("a", "events", "span-1"), "span-1");
     }
 }

@@ -239,8 +239,10 @@ pub fn map_events(
                 }
             }
         }
-        let failed = matches!(text(o.get("status")).as_deref().map(values::status_word), Some(Some(Status::Failed)))
-            || o.get("error").is_some_and(|e| !e.is_null());
+        let failed = matches!(
+            text(o.get("status")).as_deref().map(values::status_word),
+            Some(Some(Status::Failed))
+        ) || o.get("error").is_some_and(|e| !e.is_null());
         let entry = traces
             .entry(trace.clone())
             .or_insert((start, end, service.clone()));

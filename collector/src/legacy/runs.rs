@@ -239,7 +239,11 @@ pub fn parse_ingest(body: &[u8]) -> Result<Vec<Value>, LegacyError> {
 pub fn referenced_runs(events: &[Value]) -> Vec<String> {
     let mut out = Vec::new();
     for e in events {
-        let Some(kind) = e.get("type").and_then(Value::as_str).and_then(RunEvent::parse) else {
+        let Some(kind) = e
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(RunEvent::parse)
+        else {
             continue;
         };
         let data = e.get("data");
@@ -379,7 +383,7 @@ impl Mapper<'_> {
             _ => given.unwrap_or(Status::Running),
         };
         // a start event never reopens a finished run
-        if !(is_finished(r.status) && !is_finished(status)) {
+        if !is_finished(r.status) || is_finished(status) {
             r.status = status;
         }
         if is_finished(r.status) && r.end_time_ns.is_none() {
@@ -458,7 +462,7 @@ impl Mapper<'_> {
             },
             _ => given.unwrap_or(Status::Running),
         };
-        if !(is_finished(s.status) && !is_finished(status)) {
+        if !is_finished(s.status) || is_finished(status) {
             s.status = status;
         }
         if s.status != Status::Running && s.end_time_ns.is_none() {

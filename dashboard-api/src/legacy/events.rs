@@ -81,10 +81,7 @@ pub fn event_view(step: &Step, trace: &str, exec_span_id: &str) -> Value {
     let mut model = Map::new();
     model.insert("provider".into(), json!(step.provider));
     model.insert("name".into(), json!(step.model));
-    model.insert(
-        "temperature".into(),
-        render_json(meta("model.temperature")),
-    );
+    model.insert("temperature".into(), render_json(meta("model.temperature")));
     let mut input = Map::new();
     input.insert("raw_prompt".into(), json!(step.input));
     input.insert("input_tokens".into(), json!(step.input_tokens));
@@ -141,13 +138,7 @@ pub fn trace_events(detail: &ExecutionDetail) -> Vec<Value> {
     detail
         .steps
         .iter()
-        .map(|s| {
-            event_view(
-                s,
-                &detail.execution.execution_id,
-                &detail.execution.span_id,
-            )
-        })
+        .map(|s| event_view(s, &detail.execution.execution_id, &detail.execution.span_id))
         .collect()
 }
 

@@ -113,16 +113,18 @@ async fn authenticate_events(
     authenticate(&state, ErrorStyle::Error, request, next).await
 }
 
-async fn authenticate_runs(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn authenticate_runs(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     authenticate(&state, ErrorStyle::Detail, request, next).await
 }
 
 /// The legacy read routes, authenticated, for [`crate::router`] to merge.
 pub(crate) fn router(state: AppState) -> Router<AppState> {
-    let events = events::routes().route_layer(from_fn_with_state(
-        state.clone(),
-        authenticate_events,
-    ));
+    let events =
+        events::routes().route_layer(from_fn_with_state(state.clone(), authenticate_events));
     let runs = runs::routes().route_layer(from_fn_with_state(state, authenticate_runs));
     Router::new().merge(events).merge(runs)
 }

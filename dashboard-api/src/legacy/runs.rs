@@ -33,8 +33,8 @@ use xray_model::{Execution, Status, Step};
 use xray_store::{ExecutionDetail, ExecutionFilter, PageRequest};
 
 use super::{ErrorStyle, LegacyError, limit};
-use crate::AppState;
 use crate::ApiError;
+use crate::AppState;
 use crate::funnel::execution_funnel;
 use crate::handlers::RequestScope;
 use crate::query::{format_time, parse_query};
@@ -215,7 +215,11 @@ async fn list_runs(
     )))
 }
 
-async fn load(state: &AppState, scope: &xray_store::Scope, id: &str) -> Result<ExecutionDetail, LegacyError> {
+async fn load(
+    state: &AppState,
+    scope: &xray_store::Scope,
+    id: &str,
+) -> Result<ExecutionDetail, LegacyError> {
     state
         .store
         .get_execution(scope, id)
