@@ -220,6 +220,14 @@ impl Store for Counting {
     ) -> Result<Vec<PipelineStepStats>, StoreError> {
         self.inner.pipeline_funnel(scope, pipeline, window).await
     }
+    async fn steps_by_span_id(
+        &self,
+        scope: &Scope,
+        span_id: &str,
+        limit: u32,
+    ) -> Result<Vec<xray_model::Step>, StoreError> {
+        self.inner.steps_by_span_id(scope, span_id, limit).await
+    }
     async fn create_app(&self, app: &App) -> Result<(), StoreError> {
         self.inner.create_app(app).await
     }

@@ -18,6 +18,7 @@
 //! A request is acknowledged once its rows are queued in memory (the durable
 //! spool comes later; see `docs/reliability.md`).
 
+pub mod legacy;
 pub mod mapper;
 mod metrics;
 mod pipeline;

@@ -18,13 +18,16 @@ pub enum Transport {
     HttpProtobuf,
     /// OTLP/HTTP with a JSON body.
     HttpJson,
+    /// The JSON endpoints compatible with the earlier X-Ray services.
+    LegacyJson,
 }
 
 impl Transport {
-    const ALL: [Transport; 3] = [
+    const ALL: [Transport; 4] = [
         Transport::Grpc,
         Transport::HttpProtobuf,
         Transport::HttpJson,
+        Transport::LegacyJson,
     ];
 
     fn label(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Transport {
             Transport::Grpc => "grpc",
             Transport::HttpProtobuf => "http_protobuf",
             Transport::HttpJson => "http_json",
+            Transport::LegacyJson => "legacy_json",
         }
     }
 
@@ -96,7 +100,7 @@ impl PerTransport {
 }
 
 struct Metrics {
-    transports: [PerTransport; 3],
+    transports: [PerTransport; Transport::ALL.len()],
     rows_written: AtomicU64,
     batches_written: AtomicU64,
     write_retries: AtomicU64,
@@ -122,7 +126,7 @@ fn auth_reason(e: &xray_auth::AuthError) -> usize {
 }
 
 static METRICS: Metrics = Metrics {
-    transports: [const { PerTransport::new() }; 3],
+    transports: [const { PerTransport::new() }; Transport::ALL.len()],
     rows_written: AtomicU64::new(0),
     batches_written: AtomicU64::new(0),
     write_retries: AtomicU64::new(0),

@@ -17,6 +17,8 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (store ping) |
 //! | `GET /api/openapi.json` | the OpenAPI 3.1 document, generated from the handlers |
 //! | `GET /api/docs` | an interactive reference that works offline |
+//! | `GET /v1/events`, `/v1/events/{span_id}`, `/v1/traces` | the event service's reads ([`legacy`]) |
+//! | `GET /runs`, `/runs/{id}`, `/runs/{id}/steps`, `/analyze/{run_id}` | the run service's reads ([`legacy`]) |
 //!
 //! Handlers are thin: parsing lives in [`query`], response shapes and the
 //! timeline tree in [`view`], funnels in [`funnel`], diffs in [`diff`] — all
@@ -36,6 +38,7 @@ mod docs;
 pub mod error;
 pub mod funnel;
 pub mod handlers;
+pub mod legacy;
 pub mod query;
 pub mod view;
 
@@ -193,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         auth::authenticate,
     ));
     let (api, _) = api_router(v1).split_for_parts();
+    let api = api.merge(legacy::router(state.clone()));
     let spec: Arc<str> = openapi().to_json().unwrap_or_else(|_| "{}".into()).into();
     let router = api
         .route(

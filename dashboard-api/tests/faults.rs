@@ -55,6 +55,14 @@ impl Store for Broken {
     ) -> Result<Vec<PipelineStepStats>, StoreError> {
         Err((self.0)())
     }
+    async fn steps_by_span_id(
+        &self,
+        _: &Scope,
+        _: &str,
+        _: u32,
+    ) -> Result<Vec<xray_model::Step>, StoreError> {
+        Err((self.0)())
+    }
     async fn create_app(&self, _: &App) -> Result<(), StoreError> {
         Err((self.0)())
     }

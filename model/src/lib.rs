@@ -5,6 +5,7 @@
 //! collector maps OTLP spans into a [`MappedBatch`], sinks write it, stores
 //! read [`Execution`]s and [`Step`]s back.
 
+pub mod legacy_ids;
 pub mod semconv;
 
 use std::collections::BTreeMap;

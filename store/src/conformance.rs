@@ -24,7 +24,8 @@ macro_rules! conformance_suite {
             write_then_read_back, idempotent_reinsert, newest_version_wins, steps_before_execution,
             lookup_by_trace_id, list_filters, cursor_pagination_is_stable, scope_isolation,
             pipelines_summary, pipeline_funnel_figures, pipeline_funnel_corner_cases,
-            several_executions_in_one_trace, apps_and_keys, scope_isolation_in_every_read);
+            several_executions_in_one_trace, apps_and_keys, scope_isolation_in_every_read,
+            steps_by_span_id);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(
@@ -1313,4 +1314,73 @@ pub async fn scope_isolation_in_every_read(t: TestBackend) {
         "[{n}] rejections leak: {reasons:?}"
     );
     assert!(reasons.contains(&"app-a-reason"), "[{n}] {reasons:?}");
+}
+
+/// `steps_by_span_id` finds a span id in every trace holding it, newest
+/// version only, ordered by start time, limited, and only in scope.
+pub async fn steps_by_span_id(t: TestBackend) {
+    let e1 = execution(APP, "span-a", "p", T0, 100 * MS);
+    let e2 = execution(APP, "span-b", "p", T0 + 1_000 * MS, 100 * MS);
+    let other = execution("other-app", "span-c", "p", T0 + 2_000 * MS, 100 * MS);
+    let shared = "00000000000000aa".to_string();
+    let mut s1 = step(&e1, "llm_call", StepType::Llm, 10 * MS, 5 * MS);
+    s1.span_id = shared.clone();
+    let mut s2 = step(&e2, "decision", StepType::Logic, 10 * MS, 5 * MS);
+    s2.span_id = shared.clone();
+    let mut s3 = step(&other, "hidden", StepType::Custom, 10 * MS, 5 * MS);
+    s3.span_id = shared.clone();
+    let unrelated = step(&e1, "unrelated", StepType::Custom, 20 * MS, 5 * MS);
+    write(
+        &t,
+        MappedBatch {
+            executions: vec![e1.clone(), e2.clone(), other.clone()],
+            steps: vec![s1.clone(), s2.clone(), s3.clone(), unrelated],
+        },
+    )
+    .await;
+    // a newer version of s1 replaces it
+    let mut s1b = s1.clone();
+    s1b.reasoning = Some("second delivery".into());
+    s1b.version = 2;
+    write(
+        &t,
+        MappedBatch {
+            executions: vec![],
+            steps: vec![s1b.clone()],
+        },
+    )
+    .await;
+    let name = t.name;
+    let got = t
+        .backend
+        .steps_by_span_id(&scope(), &shared, 10)
+        .await
+        .unwrap_or_else(|e| panic!("[{name}] steps_by_span_id: {e}"));
+    assert_eq!(got, vec![s1b.clone(), s2.clone()], "[{name}] in scope");
+    let upper = t
+        .backend
+        .steps_by_span_id(&scope(), &shared.to_ascii_uppercase(), 1)
+        .await
+        .unwrap();
+    assert_eq!(upper, vec![s1b.clone()], "[{name}] uppercase id, limit 1");
+    let all = t
+        .backend
+        .steps_by_span_id(&Scope::All, &shared, 10)
+        .await
+        .unwrap();
+    assert_eq!(all, vec![s1b, s2, s3], "[{name}] admin scope");
+    let none = t
+        .backend
+        .steps_by_span_id(&Scope::App("nobody".into()), &shared, 10)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "[{name}] other app sees nothing");
+    assert!(
+        t.backend
+            .steps_by_span_id(&scope(), "00000000000000bb", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "[{name}] unknown span"
+    );
 }

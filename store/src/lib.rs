@@ -290,6 +290,19 @@ pub trait Store: Send + Sync {
         window: TimeWindow,
     ) -> Result<Vec<PipelineStepStats>, StoreError>;
 
+    /// The steps whose span id is `span_id` (16 lowercase hex), in
+    /// `scope`: span ids are unique within a trace only, so this is one
+    /// step per `(app, trace_id)` holding such a span, each in its newest
+    /// version, ordered by `(start_time_ns, app, trace_id)`, at most
+    /// `limit` (at least 1) of them; empty when there is none. Used by the
+    /// event service's `GET /v1/events/{span_id}`, which knows no trace.
+    async fn steps_by_span_id(
+        &self,
+        scope: &Scope,
+        span_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Step>, StoreError>;
+
     /// Creates an app; [`StoreError::Conflict`] when the id exists.
     async fn create_app(&self, app: &App) -> Result<(), StoreError>;
 

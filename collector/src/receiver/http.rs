@@ -79,6 +79,7 @@ pub(crate) fn router(ingest: Ingest) -> Router {
         .route("/v1/logs", any(not_traces))
         .route("/v1/metrics", any(not_traces))
         .route("/metrics", get(metrics::metrics_handler))
+        .merge(crate::legacy::router())
         .fallback(fallback)
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)

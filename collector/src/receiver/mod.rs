@@ -116,7 +116,8 @@ impl std::fmt::Display for IngestError {
     }
 }
 
-fn now_ns() -> i64 {
+/// Unix time now, in nanoseconds.
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -491,6 +491,25 @@ impl Store for ClickhouseBackend {
         self.funnel(scope, pipeline, window).await
     }
 
+    async fn steps_by_span_id(
+        &self,
+        scope: &Scope,
+        span_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Step>, StoreError> {
+        let mut sql = Sql::new(format!(
+            "SELECT * FROM (SELECT {STEP_COLUMNS} FROM steps WHERE span_id = {{span:String}}"
+        ));
+        sql.bind("span", Param::Str(span_id.to_ascii_lowercase()))
+            .scope(scope)
+            .push(
+                " ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id) \
+                 ORDER BY start_time, app, trace_id LIMIT {limit:UInt32}",
+            )
+            .bind("limit", Param::U32(limit.max(1)));
+        self.fetch_steps(&sql).await
+    }
+
     async fn create_app(&self, app: &App) -> Result<(), StoreError> {
         if self.get_app(&app.id).await?.is_some() {
             return Err(StoreError::Conflict(format!(

@@ -279,6 +279,28 @@ impl Store for PostgresBackend {
         Ok(aggregate::pipeline_funnel(traces.funnel_rows(&executions)))
     }
 
+    async fn steps_by_span_id(
+        &self,
+        scope: &Scope,
+        span_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Step>, StoreError> {
+        let mut qb = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {STEP_COLUMNS} FROM steps WHERE span_id = "
+        ));
+        qb.push_bind(span_id.to_ascii_lowercase());
+        push_scope(&mut qb, scope, "app");
+        qb.push(" ORDER BY start_time_ns, app, trace_id LIMIT ")
+            .push_bind(i64::from(limit.max(1)));
+        qb.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(rows::step)
+            .collect()
+    }
+
     async fn create_app(&self, app: &App) -> Result<(), StoreError> {
         let done = sqlx::query(
             "INSERT INTO apps (id, name, created_at_ns) VALUES ($1, $2, $3)

@@ -188,6 +188,28 @@ fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDet
     Ok(Some(ExecutionDetail { execution, steps }))
 }
 
+fn steps_by_span(
+    conn: &Connection,
+    scope: &Scope,
+    span_id: &str,
+    limit: u32,
+) -> Result<Vec<xray_model::Step>, StoreError> {
+    let mut w = Where::default();
+    w.scope(scope);
+    w.push("e.span_id = ?", [text(span_id)]);
+    let sql = format!(
+        "SELECT {STEP_COLUMNS} FROM steps e {} ORDER BY e.start_time_ns, e.app, e.trace_id LIMIT {}",
+        w.sql(),
+        limit.max(1)
+    );
+    conn.prepare(&sql)
+        .map_err(be)?
+        .query_map(params_from_iter(w.values), rows::step)
+        .map_err(be)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(be)
+}
+
 fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what.to_string()),
@@ -243,6 +265,17 @@ impl Store for SqliteBackend {
     ) -> Result<Vec<PipelineStepStats>, StoreError> {
         let (scope, pipeline) = (scope.clone(), pipeline.to_string());
         self.with_reader(move |c| analytics::pipeline_funnel(c, &scope, &pipeline, window))
+            .await
+    }
+
+    async fn steps_by_span_id(
+        &self,
+        scope: &Scope,
+        span_id: &str,
+        limit: u32,
+    ) -> Result<Vec<xray_model::Step>, StoreError> {
+        let (scope, span_id) = (scope.clone(), span_id.to_ascii_lowercase());
+        self.with_reader(move |c| steps_by_span(c, &scope, &span_id, limit))
             .await
     }
 
