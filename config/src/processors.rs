@@ -398,7 +398,12 @@ type = "forward"
 endpoint = "https://x:4317"
 "#,
         );
-        let keys: Vec<String> = c.validate().unwrap_err().into_iter().map(|e| e.key).collect();
+        let keys: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
         for k in [
             "processors[0].detectors",
             "processors[0].hmac_key",

@@ -55,9 +55,12 @@ impl Chain {
         let mut stages = Vec::new();
         for (index, p) in config.processors.iter().enumerate() {
             match p {
-                ProcessorConfig::Redact(r) => stages.push(Stage::Redact(Arc::new(
-                    Redactor::new(r).map_err(|source| ProcessorError::Redact { index, source })?,
-                ))),
+                ProcessorConfig::Redact(r) => {
+                    stages
+                        .push(Stage::Redact(Arc::new(Redactor::new(r).map_err(
+                            |source| ProcessorError::Redact { index, source },
+                        )?)))
+                }
                 ProcessorConfig::Sample(s) => stages.push(Stage::Sample(Sampler::new(s))),
                 ProcessorConfig::Limits(l) => stages.push(Stage::Limits(Limits::new(l))),
                 ProcessorConfig::Forward(_) => {}
@@ -95,7 +98,11 @@ impl Chain {
                     seen += 1;
                 }
                 ProcessorConfig::Forward(f) => {
-                    let copy = if f.redact { redactors.clone() } else { Vec::new() };
+                    let copy = if f.redact {
+                        redactors.clone()
+                    } else {
+                        Vec::new()
+                    };
                     let (fw, task) = Forwarder::start(f, copy)
                         .map_err(|source| ProcessorError::Forward { index, source })?;
                     chain.forwarders.push(fw);

@@ -201,7 +201,8 @@ fn luhn(digits: &[u8]) -> bool {
 
 fn in_numeric_set(c: u8, set: Detectors) -> bool {
     c.is_ascii_digit()
-        || ((set.has(Detector::PaymentCard) || set.has(Detector::Phone)) && matches!(c, b' ' | b'-'))
+        || ((set.has(Detector::PaymentCard) || set.has(Detector::Phone))
+            && matches!(c, b' ' | b'-'))
         || ((set.has(Detector::Phone) || set.has(Detector::Ipv4)) && c == b'.')
         || (set.has(Detector::Phone) && matches!(c, b'(' | b')' | b'+'))
 }
@@ -494,7 +495,10 @@ mod tests {
             vec![("eyJhbGciOi.JIUzI1NiJ9.abc", "bearer_token")]
         );
         assert_eq!(
-            found("key sk-proj-abcdefghijklmnop1234 and AKIAIOSFODNN7EXAMPLE", all()),
+            found(
+                "key sk-proj-abcdefghijklmnop1234 and AKIAIOSFODNN7EXAMPLE",
+                all()
+            ),
             vec![
                 ("sk-proj-abcdefghijklmnop1234", "api_key"),
                 ("AKIAIOSFODNN7EXAMPLE", "api_key")

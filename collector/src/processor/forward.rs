@@ -123,8 +123,9 @@ impl Client {
                     .connect_lazy();
                 let mut headers = tonic::metadata::MetadataMap::new();
                 for (k, v) in &config.headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                        .map_err(|_| ForwardError::Header(k.clone()))?;
+                    let key =
+                        tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                            .map_err(|_| ForwardError::Header(k.clone()))?;
                     let value = v.parse().map_err(|_| ForwardError::Header(k.clone()))?;
                     headers.insert(key, value);
                 }
@@ -309,7 +310,8 @@ fn redact_value(key: &str, v: &mut AnyValue, redactors: &[Arc<Redactor>]) -> boo
             true
         }
         Some(Value::ArrayValue(a)) => {
-            a.values.retain_mut(|item| redact_value(key, item, redactors));
+            a.values
+                .retain_mut(|item| redact_value(key, item, redactors));
             true
         }
         Some(Value::KvlistValue(list)) => {

@@ -124,10 +124,20 @@ pub(crate) fn render(out: &mut String) {
     family(out, n, "counter", "Values redacted, by action.");
     labelled(out, n, "action", &ACTIONS, &C.redactions);
     let n = "xray_processor_sampled_executions_kept_total";
-    family(out, n, "counter", "Executions the sample processor kept, by reason.");
+    family(
+        out,
+        n,
+        "counter",
+        "Executions the sample processor kept, by reason.",
+    );
     labelled(out, n, "reason", &REASONS, &C.kept);
     let n = "xray_processor_sampled_executions_dropped_total";
-    family(out, n, "counter", "Executions the sample processor dropped.");
+    family(
+        out,
+        n,
+        "counter",
+        "Executions the sample processor dropped.",
+    );
     plain(out, n, &C.executions_dropped);
     let n = "xray_processor_sampled_steps_dropped_total";
     family(out, n, "counter", "Steps the sample processor dropped.");

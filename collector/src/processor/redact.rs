@@ -245,7 +245,8 @@ impl Redactor {
         self.opt("xray.execution.input", &mut e.input, &mut fired);
         self.opt("xray.execution.output", &mut e.output, &mut fired);
         self.opt("xray.execution.error", &mut e.error, &mut fired);
-        e.tags.retain_mut(|t| self.required("xray.tags", t, &mut fired, true));
+        e.tags
+            .retain_mut(|t| self.required("xray.tags", t, &mut fired, true));
         self.metadata("xray.metadata.", &mut e.metadata, &mut fired);
         let changed = !fired.0.is_empty();
         fired.store(&mut e.metadata);
@@ -396,7 +397,9 @@ impl Redactor {
                     metrics::record_redaction(self.detector_action);
                     match self.detector_action {
                         RedactAction::Drop => return true,
-                        a => *v = Value::String(self.replacement(a, "payment_card", &n.to_string())),
+                        a => {
+                            *v = Value::String(self.replacement(a, "payment_card", &n.to_string()))
+                        }
                     }
                 }
                 false
@@ -491,7 +494,10 @@ impl Redactor {
             }
             let (name, action) = match h.by {
                 By::Detector(d) => (d.name(), self.detector_action),
-                By::Value(i) => (self.value_rules[i].name.as_str(), self.value_rules[i].action),
+                By::Value(i) => (
+                    self.value_rules[i].name.as_str(),
+                    self.value_rules[i].action,
+                ),
                 By::Key(i) => (self.key_rules[i].name.as_str(), self.key_rules[i].action),
             };
             fired.add(name);
@@ -551,7 +557,10 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         ipad[i] ^= k[i];
         opad[i] ^= k[i];
     }
-    let inner = Sha256::new().chain_update(ipad).chain_update(message).finalize();
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(message)
+        .finalize();
     Sha256::new()
         .chain_update(opad)
         .chain_update(inner)
@@ -600,7 +609,10 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match(b"*.password", b"xray.step.input.user.password"));
-        assert!(glob_match(b"xray.step.metadata.ssn", b"xray.step.metadata.ssn"));
+        assert!(glob_match(
+            b"xray.step.metadata.ssn",
+            b"xray.step.metadata.ssn"
+        ));
         assert!(glob_match(b"xray.*.s?n", b"xray.step.metadata.ssn"));
         assert!(!glob_match(b"*.password", b"xray.step.input.password_hint"));
     }
@@ -614,7 +626,9 @@ mod tests {
 
         let json = r#"{"prompt":"card 4111 1111 1111 1111, key sk-abcdefghijklmnopqrstuv","n":4111111111111111,"ok":[1,2]}"#;
         let (c, fired) = field(&r, "xray.step.input", json);
-        let Change::Replace(out) = c else { panic!("{c:?}") };
+        let Change::Replace(out) = c else {
+            panic!("{c:?}")
+        };
         let v: Value = serde_json::from_str(&out).expect("still JSON");
         assert_eq!(
             v["prompt"],
@@ -624,22 +638,35 @@ mod tests {
         assert_eq!(v["ok"], serde_json::json!([1, 2]));
         assert_eq!(fired, vec!["payment_card", "api_key"]);
 
-        assert_eq!(field(&r, "xray.step.input", r#"{"q":"shoes"}"#).0, Change::Keep);
+        assert_eq!(
+            field(&r, "xray.step.input", r#"{"q":"shoes"}"#).0,
+            Change::Keep
+        );
     }
 
     #[test]
     fn key_rules_by_attribute_and_json_path() {
         let r = redactor(vec![
-            rule("secrets", &["*.password", "xray.step.metadata.ssn"], "", RedactAction::Drop),
+            rule(
+                "secrets",
+                &["*.password", "xray.step.metadata.ssn"],
+                "",
+                RedactAction::Drop,
+            ),
             rule("user", &["xray.step.input.user.id"], "", RedactAction::Hash),
         ]);
-        assert_eq!(field(&r, "xray.step.metadata.ssn", "123-45-6789").0, Change::Drop);
+        assert_eq!(
+            field(&r, "xray.step.metadata.ssn", "123-45-6789").0,
+            Change::Drop
+        );
         let (c, fired) = field(
             &r,
             "xray.step.input",
             r#"{"user":{"id":"u-42","password":"hunter2"},"q":"x"}"#,
         );
-        let Change::Replace(out) = c else { panic!("{c:?}") };
+        let Change::Replace(out) = c else {
+            panic!("{c:?}")
+        };
         let v: Value = serde_json::from_str(&out).unwrap();
         assert!(v["user"].get("password").is_none());
         let hashed = v["user"]["id"].as_str().unwrap().to_string();
@@ -662,7 +689,10 @@ mod tests {
             field(&r, "xray.step.output", "see ORD-123456").0,
             Change::Replace("see [REDACTED:order]".into())
         );
-        assert_eq!(field(&r, "xray.step.reasoning", "this is TOP SECRET").0, Change::Drop);
+        assert_eq!(
+            field(&r, "xray.step.reasoning", "this is TOP SECRET").0,
+            Change::Drop
+        );
     }
 
     #[test]

@@ -146,7 +146,8 @@ impl Sampler {
         batch.executions.retain_mut(|e| match it.next().flatten() {
             Some((reason, rate)) => {
                 e.metadata.insert(RATE_KEY.to_string(), format_rate(rate));
-                e.metadata.insert(REASON_KEY.to_string(), reason.to_string());
+                e.metadata
+                    .insert(REASON_KEY.to_string(), reason.to_string());
                 metrics::record_sampled(Some(reason));
                 true
             }
@@ -260,9 +261,17 @@ mod tests {
         let kept: Vec<(&str, &str)> = b
             .executions
             .iter()
-            .map(|e| (e.metadata[REASON_KEY].as_str(), e.metadata[RATE_KEY].as_str()))
+            .map(|e| {
+                (
+                    e.metadata[REASON_KEY].as_str(),
+                    e.metadata[RATE_KEY].as_str(),
+                )
+            })
             .collect();
-        assert_eq!(kept, vec![("failed", "0.0"), ("slow", "0.0"), ("sampled", "1.0")]);
+        assert_eq!(
+            kept,
+            vec![("failed", "0.0"), ("slow", "0.0"), ("sampled", "1.0")]
+        );
         // The failed execution's step stays; the dropped one's goes; the
         // orphan goes (min rate 0).
         assert_eq!(b.steps.len(), 1);
@@ -292,7 +301,11 @@ mod tests {
                     steps: vec![],
                 };
                 s.apply(&mut e);
-                assert_eq!(e.executions.len(), 1, "step kept but execution of {p} dropped");
+                assert_eq!(
+                    e.executions.len(),
+                    1,
+                    "step kept but execution of {p} dropped"
+                );
             }
         }
     }

@@ -189,10 +189,20 @@ impl Ingest {
         let mut ctx = IngestContext::new(principal.ingest_app(), now_ns());
         ctx.max_events_per_span = self.max_events_per_span;
         let forward = self.processors.forwards().then(|| payload.protobuf_bytes());
-        let mapped = if payload.is_large() {
-            tokio::task::spawn_blocking(move || payload.map(&ctx))
-                .await
-                .map_err(|e| IngestError::Internal(e.to_string()))?
+        // Large requests are mapped, and run through the processor chain,
+        // on the blocking pool; small ones go through `submit` like every
+        // other batch.
+        let large = payload.is_large();
+        let mapped = if large {
+            let chain = self.processors.clone();
+            tokio::task::spawn_blocking(move || {
+                payload.map(&ctx).map(|mut outcome| {
+                    chain.apply(&mut outcome.batch);
+                    outcome
+                })
+            })
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?
         } else {
             payload.map(&ctx)
         };
@@ -206,7 +216,11 @@ impl Ingest {
         let accepted = outcome.accepted_spans;
         let rejected = outcome.rejected_spans;
         let message = outcome.error_message();
-        self.submit(outcome.batch, transport, started).await?;
+        if large {
+            self.enqueue(outcome.batch, transport, started)?;
+        } else {
+            self.submit(outcome.batch, transport, started).await?;
+        }
         // Forward only what was accepted: a refused request is retried by
         // the client and must not reach the downstream twice.
         if let Some(bytes) = forward {
@@ -238,6 +252,16 @@ impl Ingest {
         started: Instant,
     ) -> Result<(), IngestError> {
         self.processors.apply(&mut batch);
+        self.enqueue(batch, transport, started)
+    }
+
+    /// Queues rows the processor chain has already seen.
+    fn enqueue(
+        &self,
+        batch: xray_model::MappedBatch,
+        transport: Transport,
+        started: Instant,
+    ) -> Result<(), IngestError> {
         if batch.is_empty() {
             return Ok(());
         }
