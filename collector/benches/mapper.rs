@@ -207,8 +207,10 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut config = xray_config::Config::default();
-    config.processors = vec![xray_config::ProcessorConfig::Redact(Default::default())];
+    let config = xray_config::Config {
+        processors: vec![xray_config::ProcessorConfig::Redact(Default::default())],
+        ..Default::default()
+    };
     let chain = Chain::rows_only(&config).expect("default chain");
     let with_secrets = request_with(true).encode_to_vec();
     let mut g = c.benchmark_group("processor_chain_cpu_time");

@@ -326,7 +326,11 @@ struct Run {
 fn run(i: u64) -> Run {
     Run {
         trace: trace_bytes(i),
-        pipeline: if i % 2 == 0 { "checkout" } else { "search" },
+        pipeline: if i.is_multiple_of(2) {
+            "checkout"
+        } else {
+            "search"
+        },
         failed: i % 5 == 3,
         slow: i % 50 == 7,
         split: i % 4 < 2,

@@ -196,7 +196,7 @@ fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn in_numeric_set(c: u8, set: Detectors) -> bool {
