@@ -18,6 +18,14 @@
 //! measures the work (cache and frequency effects of the other load
 //! remain).
 //!
+//! The group `processor_chain_cpu_time` measures what the processor chain
+//! adds (CPU time): `decode_and_map_512_spans` against
+//! `decode_map_and_default_chain_512_spans`, the same plus the chain a
+//! user gets with one default `redact` processor (email, payment card,
+//! bearer token and API-key detectors) and the `[limits]` defaults; and
+//! `…_with_secrets`, where every 8th span's input holds an email, a card
+//! number and an API key (the path that redacts and re-encodes JSON).
+//!
 //! Run: `cargo bench -p xray-collector --bench mapper`
 //! Latest results are in `docs/benchmarks.md`.
 //!
@@ -35,6 +43,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
 use prost::Message;
 use xray_collector::mapper::{IngestContext, map, map_protobuf};
+use xray_collector::processor::Chain;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -69,6 +78,10 @@ fn json_blob(seed: usize) -> String {
 }
 
 fn request() -> ExportTraceServiceRequest {
+    request_with(false)
+}
+
+fn request_with(secrets: bool) -> ExportTraceServiceRequest {
     let trace_id: Vec<u8> = (1..=16).collect();
     let spans = (0..SPANS)
         .map(|i| {
@@ -90,6 +103,15 @@ fn request() -> ExportTraceServiceRequest {
                 kv("http.request.method", s("POST")),
                 kv("xray.step.metadata.region", s("eu-west-1")),
             ];
+            if secrets && i % 8 == 0 {
+                attributes[1] = kv(
+                    "xray.step.input",
+                    s(&json_blob(i).replace(
+                        "running shoes",
+                        "mail jane.doe@example.com, card 4111 1111 1111 1111, key sk-proj-AbCdEfGhIjKlMnOp1234",
+                    )),
+                );
+            }
             let mut parent = vec![0, 0, 0, 0, 0, 0, 0, 1];
             if i == 0 {
                 attributes[0] = kv("xray.pipeline", s("product-picker"));
@@ -180,6 +202,48 @@ fn bench(c: &mut Criterion) {
                 let req =
                     ExportTraceServiceRequest::decode(black_box(bytes.as_slice())).expect("decode");
                 black_box(map(req, &ctx))
+            })
+        })
+    });
+    g.finish();
+
+    let config = xray_config::Config {
+        processors: vec![xray_config::ProcessorConfig::Redact(Default::default())],
+        ..Default::default()
+    };
+    let chain = Chain::rows_only(&config).expect("default chain");
+    let with_secrets = request_with(true).encode_to_vec();
+    let mut g = c.benchmark_group("processor_chain_cpu_time");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("decode_and_map_512_spans", |b| {
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                black_box(map_protobuf(black_box(&bytes), &ctx).expect("decode"))
+            })
+        })
+    });
+    g.bench_function("decode_map_and_default_chain_512_spans", |b| {
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                let mut out = map_protobuf(black_box(&bytes), &ctx).expect("decode");
+                chain.apply(&mut out.batch);
+                black_box(out)
+            })
+        })
+    });
+    g.bench_function("decode_and_map_512_spans_with_secrets", |b| {
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                black_box(map_protobuf(black_box(&with_secrets), &ctx).expect("decode"))
+            })
+        })
+    });
+    g.bench_function("decode_map_and_default_chain_512_spans_with_secrets", |b| {
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                let mut out = map_protobuf(black_box(&with_secrets), &ctx).expect("decode");
+                chain.apply(&mut out.batch);
+                black_box(out)
             })
         })
     });

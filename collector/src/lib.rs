@@ -22,6 +22,7 @@ pub mod legacy;
 pub mod mapper;
 mod metrics;
 mod pipeline;
+pub mod processor;
 mod receiver;
 
 use std::net::SocketAddr;
@@ -78,6 +79,9 @@ pub enum CollectorError {
         /// Rows still queued when the time ran out.
         queued_rows: u64,
     },
+    /// A processor of `[[processors]]` cannot be built.
+    #[error(transparent)]
+    Processor(#[from] processor::ProcessorError),
     /// A receiver stopped with an error while shutting down.
     #[error("{receiver} receiver failed: {message}")]
     Receiver {
@@ -97,6 +101,7 @@ pub struct Collector {
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
     http_task: JoinHandle<std::io::Result<()>>,
     pipeline: pipeline::PipelineTask,
+    forwarders: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
 }
 
@@ -153,11 +158,18 @@ impl Collector {
         let grpc_addr = local(&grpc, "receivers.otlp.grpc_addr")?;
         let http_addr = local(&http, "receivers.otlp.http_addr")?;
 
+        let (chain, forwarders) = processor::Chain::start(config)?;
         let (queue, pipeline) = pipeline::Pipeline::start(&config.pipeline, primary, extra);
+        let max_events = config.limits.max_events_per_span;
         let ingest = receiver::Ingest {
             pipeline: queue,
             max_message_bytes: usize::try_from(otlp.max_message_bytes).unwrap_or(usize::MAX),
             auth,
+            processors: Arc::new(chain),
+            max_events_per_span: match usize::try_from(max_events) {
+                Ok(0) | Err(_) => usize::MAX,
+                Ok(n) => n,
+            },
         };
         let (grpc_stop, grpc_rx) = oneshot::channel::<()>();
         let (http_stop, http_rx) = oneshot::channel::<()>();
@@ -176,6 +188,7 @@ impl Collector {
             grpc_task,
             http_task,
             pipeline,
+            forwarders,
             shutdown_timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms),
         })
     }
@@ -199,6 +212,7 @@ impl Collector {
             mut grpc_task,
             mut http_task,
             mut pipeline,
+            forwarders,
             shutdown_timeout,
             ..
         } = self;
@@ -241,6 +255,14 @@ impl Collector {
                     timeout_ms: u64::try_from(shutdown_timeout.as_millis()).unwrap_or(u64::MAX),
                     queued_rows: metrics::queued_rows(),
                 });
+            }
+        }
+        // The forwarders' queues close once the receivers are gone; give
+        // them what is left of the deadline to send what they hold.
+        for mut f in forwarders {
+            if tokio::time::timeout_at(deadline, &mut f).await.is_err() {
+                tracing::warn!("a forwarder did not drain in time; its queued requests are lost");
+                f.abort();
             }
         }
         if let Some((receiver, message)) = errors.into_iter().next() {

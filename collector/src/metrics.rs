@@ -357,6 +357,7 @@ pub fn render_metrics() -> String {
         "Rows an extra sink failed to write or could not keep up with.",
         load(&METRICS.extra_rows_dropped),
     );
+    crate::processor::metrics::render(&mut out);
     out
 }
 

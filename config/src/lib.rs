@@ -9,11 +9,16 @@
 //! `config/xray.example.toml` documents every key with its default.
 
 mod load;
+mod processors;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, LoadOptions, load};
+pub use processors::{
+    DEFAULT_DETECTORS, DETECTORS, ForwardConfig, ForwardProtocol, LimitsConfig, ProcessorConfig,
+    RedactAction, RedactConfig, RedactRule, SampleConfig,
+};
 pub use validate::ValidationError;
 
 /// The whole configuration.
@@ -34,6 +39,12 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// `[limits]`: size caps applied to every mapped row, first in the chain.
+    pub limits: LimitsConfig,
+    /// `[[processors]]`: the processor chain, in order (empty by default;
+    /// left out of the TOML output when empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processors: Vec<ProcessorConfig>,
 }
 
 /// `[receivers]`.
@@ -325,6 +336,15 @@ impl Config {
         c.storage.postgres.url = mask_url_password(&c.storage.postgres.url);
         if let Some(pg) = c.sinks.postgres.as_mut() {
             pg.url = mask_url_password(&pg.url);
+        }
+        for p in &mut c.processors {
+            match p {
+                ProcessorConfig::Redact(r) if !r.hmac_key.is_empty() => r.hmac_key = MASK.into(),
+                ProcessorConfig::Forward(f) => {
+                    f.headers.values_mut().for_each(|v| *v = MASK.into());
+                }
+                _ => {}
+            }
         }
         c
     }

@@ -167,6 +167,7 @@ impl Config {
         if self.log.level.trim().is_empty() {
             errors.push(err("log.level", "must not be empty (e.g. \"info\")"));
         }
+        crate::processors::validate(&self.processors, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

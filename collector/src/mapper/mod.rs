@@ -55,6 +55,10 @@ pub struct IngestContext {
     /// Arrival time, unix nanoseconds: becomes `ingest_time_ns` and the row
     /// `version` (newest delivery wins).
     pub ingest_time_ns: i64,
+    /// Most step events mapped per span (`limits.max_events_per_span`);
+    /// further events are ignored and counted. [`IngestContext::new`]
+    /// sets no cap.
+    pub max_events_per_span: usize,
 }
 
 impl IngestContext {
@@ -64,6 +68,7 @@ impl IngestContext {
             app: app.into(),
             api_key: None,
             ingest_time_ns,
+            max_events_per_span: usize::MAX,
         }
     }
 }
@@ -322,6 +327,15 @@ fn map_span<'a>(
     out.accepted_spans += 1;
     let outcome = span_outcome(d, span);
     let events = d.events(span);
+    let events = if events.len() > ctx.max_events_per_span {
+        crate::processor::metrics::record_limited(
+            "events",
+            (events.len() - ctx.max_events_per_span) as u64,
+        );
+        &events[..ctx.max_events_per_span]
+    } else {
+        events
+    };
     let mut a = Attrs::collect(d.span_attributes(span));
     let start = nanos(span.start_time_unix_nano);
     let end = (span.end_time_unix_nano != 0).then(|| nanos(span.end_time_unix_nano));

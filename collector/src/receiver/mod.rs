@@ -24,6 +24,7 @@ use xray_auth::{AuthError, Authenticator, Principal};
 use crate::mapper::{self, DecodeError, IngestContext, MapOutcome};
 use crate::metrics::{self, Transport};
 use crate::pipeline::{EnqueueError, Pipeline};
+use crate::processor::Chain;
 
 /// Requests with at least this many spans are mapped on the blocking pool so
 /// that large requests do not stall the async workers.
@@ -61,6 +62,15 @@ impl Payload {
         }
     }
 
+    /// The request as protobuf bytes, for the forwarders: the received
+    /// bytes themselves, or the decoded request encoded once.
+    fn protobuf_bytes(&self) -> Bytes {
+        match self {
+            Payload::Protobuf(bytes) => bytes.clone(),
+            Payload::Decoded(request, _) => Bytes::from(prost::Message::encode_to_vec(request)),
+        }
+    }
+
     /// Decodes (if still needed) and maps. Pure.
     fn map(self, ctx: &IngestContext) -> Result<MapOutcome, DecodeError> {
         match self {
@@ -87,6 +97,10 @@ pub(crate) struct Ingest {
     /// Decides which app a request's data belongs to (shared with the
     /// dashboard API in `xray serve`: one key cache, one set of buckets).
     pub(crate) auth: Authenticator,
+    /// The processor chain every submitted batch goes through.
+    pub(crate) processors: std::sync::Arc<Chain>,
+    /// The mapper's caps (`limits.max_events_per_span`).
+    pub(crate) max_events_per_span: usize,
 }
 
 /// Why an export request was not accepted.
@@ -173,11 +187,23 @@ impl Ingest {
         transport: Transport,
         started: Instant,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
-        let ctx = IngestContext::new(principal.ingest_app(), now_ns());
-        let mapped = if payload.is_large() {
-            tokio::task::spawn_blocking(move || payload.map(&ctx))
-                .await
-                .map_err(|e| IngestError::Internal(e.to_string()))?
+        let mut ctx = IngestContext::new(principal.ingest_app(), now_ns());
+        ctx.max_events_per_span = self.max_events_per_span;
+        let forward = self.processors.forwards().then(|| payload.protobuf_bytes());
+        // Large requests are mapped, and run through the processor chain,
+        // on the blocking pool; small ones go through `submit` like every
+        // other batch.
+        let large = payload.is_large();
+        let mapped = if large {
+            let chain = self.processors.clone();
+            tokio::task::spawn_blocking(move || {
+                payload.map(&ctx).map(|mut outcome| {
+                    chain.apply(&mut outcome.batch);
+                    outcome
+                })
+            })
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?
         } else {
             payload.map(&ctx)
         };
@@ -191,7 +217,16 @@ impl Ingest {
         let accepted = outcome.accepted_spans;
         let rejected = outcome.rejected_spans;
         let message = outcome.error_message();
-        self.submit(outcome.batch, transport, started).await?;
+        if large {
+            self.enqueue(outcome.batch, transport, started)?;
+        } else {
+            self.submit(outcome.batch, transport, started).await?;
+        }
+        // Forward only what was accepted: a refused request is retried by
+        // the client and must not reach the downstream twice.
+        if let Some(bytes) = forward {
+            self.processors.forward(&bytes);
+        }
         metrics::record_request(transport, accepted, rejected, started.elapsed());
         if rejected > 0 {
             tracing::debug!(accepted, rejected, reason = %message, "spans rejected");
@@ -213,10 +248,24 @@ impl Ingest {
     /// the client to retry.
     pub(crate) async fn submit(
         &self,
+        mut batch: xray_model::MappedBatch,
+        transport: Transport,
+        started: Instant,
+    ) -> Result<(), IngestError> {
+        self.processors.apply(&mut batch);
+        self.enqueue(batch, transport, started)
+    }
+
+    /// Queues rows the processor chain has already seen.
+    fn enqueue(
+        &self,
         batch: xray_model::MappedBatch,
         transport: Transport,
         started: Instant,
     ) -> Result<(), IngestError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         match self.pipeline.try_enqueue(batch) {
             Ok(()) => Ok(()),
             Err(e) => {

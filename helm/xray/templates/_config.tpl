@@ -46,6 +46,13 @@ flush_interval_ms = {{ $c.pipeline.flush_interval_ms | int64 }}
 write_timeout_ms = {{ $c.pipeline.write_timeout_ms | int64 }}
 shutdown_timeout_ms = {{ $c.pipeline.shutdown_timeout_ms | int64 }}
 
+[limits]
+max_attribute_bytes = {{ $c.limits.max_attribute_bytes | int64 }}
+max_attributes_per_span = {{ $c.limits.max_attributes_per_span | int64 }}
+max_events_per_span = {{ $c.limits.max_events_per_span | int64 }}
+max_steps_per_execution = {{ $c.limits.max_steps_per_execution | int64 }}
+max_candidates_per_step = {{ $c.limits.max_candidates_per_step | int64 }}
+
 [auth]
 required = {{ $c.auth.required }}
 cache_ttl_ms = {{ $c.auth.cache_ttl_ms | int64 }}
