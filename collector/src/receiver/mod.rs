@@ -92,8 +92,13 @@ pub(crate) struct Ingest {
 /// Why an export request was not accepted.
 #[derive(Debug)]
 pub(crate) enum IngestError {
-    /// The queue is full: retry later.
-    Busy,
+    /// The queue or the spool is full: retry after this many seconds.
+    Busy {
+        /// Suggested wait before retrying (`Retry-After`, gRPC `RetryInfo`).
+        retry_after_secs: u64,
+    },
+    /// The spool cannot be written: nothing was accepted; retry later.
+    Unavailable(String),
     /// The collector is shutting down: retry later (elsewhere).
     ShuttingDown,
     /// The protobuf body is malformed: the client must fix the request.
@@ -105,7 +110,16 @@ pub(crate) enum IngestError {
 impl std::fmt::Display for IngestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IngestError::Busy => f.write_str("the collector's queue is full; retry later"),
+            IngestError::Busy { retry_after_secs } => write!(
+                f,
+                "the collector is over its queue or spool budget; retry in {retry_after_secs} s"
+            ),
+            IngestError::Unavailable(m) => {
+                write!(
+                    f,
+                    "the collector cannot store the request durably ({m}); retry later"
+                )
+            }
             IngestError::ShuttingDown => f.write_str("the collector is shutting down; retry later"),
             IngestError::Decode(e) => write!(
                 f,
@@ -208,21 +222,30 @@ impl Ingest {
     /// Hands mapped rows to the pipeline. Every receiver (OTLP and the
     /// legacy JSON endpoints) submits through here, so what applies to one
     /// ingest path (processors, backpressure, durability) applies to all.
-    /// On error nothing of `batch` was accepted and the caller must tell
-    /// the client to retry.
+    /// Returns once the rows are durable (in the spool) or, without a
+    /// spool, queued in memory: only then may the caller acknowledge. On
+    /// error nothing of `batch` was accepted and the caller must tell the
+    /// client to retry.
     pub(crate) async fn submit(
         &self,
         batch: xray_model::MappedBatch,
         transport: Transport,
         started: Instant,
     ) -> Result<(), IngestError> {
-        match self.pipeline.try_enqueue(batch) {
+        match self.pipeline.enqueue(batch).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 metrics::record_refused(transport, started.elapsed());
                 Err(match e {
-                    EnqueueError::Full => IngestError::Busy,
+                    EnqueueError::Full { retry_after_secs } => {
+                        metrics::record_busy();
+                        IngestError::Busy { retry_after_secs }
+                    }
                     EnqueueError::Closed => IngestError::ShuttingDown,
+                    EnqueueError::Spool(m) => {
+                        tracing::error!(error = %m, "spool write failed; request refused");
+                        IngestError::Unavailable(m)
+                    }
                 })
             }
         }
