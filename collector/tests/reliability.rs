@@ -136,7 +136,11 @@ fn execution(n: u32, pipeline: &str, input: &str) -> ExportTraceServiceRequest {
     }
 }
 
-async fn post(client: &reqwest::Client, c: &Collector, req: &ExportTraceServiceRequest) -> reqwest::Response {
+async fn post(
+    client: &reqwest::Client,
+    c: &Collector,
+    req: &ExportTraceServiceRequest,
+) -> reqwest::Response {
     client
         .post(format!("http://{}/v1/traces", c.http_addr()))
         .header("content-type", "application/x-protobuf")
@@ -248,7 +252,10 @@ async fn spooled_batches_survive_an_outage_and_a_restart_exactly_once_on_every_b
         }
         // Shutdown cannot reach the store; the batches stay in the spool
         // and shutdown still succeeds.
-        collector.shutdown().await.expect("durable shutdown succeeds");
+        collector
+            .shutdown()
+            .await
+            .expect("durable shutdown succeeds");
         assert_eq!(views(&store, &pipeline).await, (0, 0, 0));
         assert!(!segments(dir.path()).is_empty(), "spool kept the batches");
 
@@ -270,7 +277,12 @@ async fn spooled_batches_survive_an_outage_and_a_restart_exactly_once_on_every_b
         // Replaying again (a third start) has nothing to add.
         let collector = start(&config, &store, &mode).await;
         collector.shutdown().await.unwrap();
-        assert_eq!(views(&store, &pipeline).await, (20, 40, 20), "{}", store.name);
+        assert_eq!(
+            views(&store, &pipeline).await,
+            (20, 40, 20),
+            "{}",
+            store.name
+        );
     }
 }
 
@@ -309,14 +321,29 @@ async fn a_torn_last_record_is_skipped_and_the_records_before_it_are_replayed() 
     collector.shutdown().await.unwrap();
     let scope = Scope::App(xray_model::DEFAULT_APP.into());
     for n in [100, 101] {
-        assert!(store.backend.get_execution(&scope, &trace_hex(n)).await.unwrap().is_some());
+        assert!(
+            store
+                .backend
+                .get_execution(&scope, &trace_hex(n))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     assert!(
-        store.backend.get_execution(&scope, &trace_hex(102)).await.unwrap().is_none(),
+        store
+            .backend
+            .get_execution(&scope, &trace_hex(102))
+            .await
+            .unwrap()
+            .is_none(),
         "the torn record is not replayed as garbage"
     );
     let metrics = xray_collector::render_metrics();
-    assert!(metric(&metrics, "xray_collector_spool_torn_records_total") >= 1, "{metrics}");
+    assert!(
+        metric(&metrics, "xray_collector_spool_torn_records_total") >= 1,
+        "{metrics}"
+    );
 }
 
 fn metric(text: &str, name: &str) -> u64 {
@@ -338,11 +365,21 @@ async fn permanent_errors_go_to_the_dead_letter_file_without_blocking_the_queue(
     let mode = Arc::new(AtomicU8::new(REJECT_POISON));
     let collector = start(&config, &store, &mode).await;
     for (n, p) in [(200, "fine"), (201, "poison"), (202, "fine")] {
-        assert_eq!(post(&client, &collector, &execution(n, p, "{}")).await.status(), 200);
+        assert_eq!(
+            post(&client, &collector, &execution(n, p, "{}"))
+                .await
+                .status(),
+            200
+        );
     }
     wait_for_views(&store, "fine", (2, 4, 2)).await;
     // And the queue keeps moving after the poison.
-    assert_eq!(post(&client, &collector, &execution(203, "fine", "{}")).await.status(), 200);
+    assert_eq!(
+        post(&client, &collector, &execution(203, "fine", "{}"))
+            .await
+            .status(),
+        200
+    );
     wait_for_views(&store, "fine", (3, 6, 3)).await;
     collector.shutdown().await.unwrap();
     assert_eq!(views(&store, "poison").await, (0, 0, 0));
@@ -481,6 +518,11 @@ async fn the_spool_absorbs_more_than_memory_and_a_full_spool_is_answered_with_42
     let resp = refused.expect("the spool fills up: 429");
     assert_eq!(resp.headers()["retry-after"], "5");
     mode.store(OPEN, Ordering::SeqCst);
-    wait_for_views(&store, "spool-full", (accepted, 2 * accepted, accepted as u64)).await;
+    wait_for_views(
+        &store,
+        "spool-full",
+        (accepted, 2 * accepted, accepted as u64),
+    )
+    .await;
     collector.shutdown().await.unwrap();
 }
