@@ -15,8 +15,9 @@
 //! - [`mapper::map`] is the pure mapping function, usable on its own.
 //! - [`render_metrics`] / [`metrics_router`] expose Prometheus metrics.
 //!
-//! A request is acknowledged once its rows are queued in memory (the durable
-//! spool comes later; see `docs/reliability.md`).
+//! A request is acknowledged once its rows are in the durable spool
+//! (`pipeline.spool_enabled`, the default) or, without a spool, queued in
+//! memory; see `docs/reliability.md` for the exact guarantee.
 
 pub mod legacy;
 pub mod mapper;
@@ -24,6 +25,7 @@ mod metrics;
 mod pipeline;
 pub mod processor;
 mod receiver;
+mod spool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +84,12 @@ pub enum CollectorError {
     /// A processor of `[[processors]]` cannot be built.
     #[error(transparent)]
     Processor(#[from] processor::ProcessorError),
+    /// The spool (`pipeline.spool_dir`) cannot be opened.
+    #[error("pipeline.spool_dir: {message}")]
+    Spool {
+        /// What went wrong and where.
+        message: String,
+    },
     /// A receiver stopped with an error while shutting down.
     #[error("{receiver} receiver failed: {message}")]
     Receiver {
@@ -159,7 +167,11 @@ impl Collector {
         let http_addr = local(&http, "receivers.otlp.http_addr")?;
 
         let (chain, forwarders) = processor::Chain::start(config)?;
-        let (queue, pipeline) = pipeline::Pipeline::start(&config.pipeline, primary, extra);
+        let (queue, pipeline) =
+            pipeline::Pipeline::start(&config.pipeline, config.spool_dir(), primary, extra)
+                .map_err(|e| CollectorError::Spool {
+                    message: e.to_string(),
+                })?;
         let max_events = config.limits.max_events_per_span;
         let ingest = receiver::Ingest {
             pipeline: queue,
@@ -216,7 +228,10 @@ impl Collector {
             shutdown_timeout,
             ..
         } = self;
-        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        // Leave the caller (`xray serve` waits `shutdown_timeout` in all) a
+        // moment to report after the drain gives up.
+        let margin = (shutdown_timeout / 10).min(Duration::from_millis(500));
+        let deadline = tokio::time::Instant::now() + shutdown_timeout.saturating_sub(margin);
         let _ = grpc_stop.send(());
         let _ = http_stop.send(());
         let mut errors = Vec::new();
@@ -239,7 +254,7 @@ impl Collector {
             grpc_task.abort();
             http_task.abort();
         }
-        pipeline.close();
+        pipeline.close().await;
         let drained = tokio::time::timeout_at(deadline, pipeline.handle()).await;
         match drained {
             Ok(Ok(())) => {}
@@ -248,6 +263,13 @@ impl Collector {
                     receiver: "batcher",
                     message: e.to_string(),
                 });
+            }
+            Err(_) if pipeline.durable() => {
+                pipeline.handle().abort();
+                tracing::warn!(
+                    queued_rows = metrics::queued_rows(),
+                    "shutdown timeout reached before the store took every batch; they stay in the spool and are replayed at the next start"
+                );
             }
             Err(_) => {
                 pipeline.handle().abort();

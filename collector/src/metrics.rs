@@ -108,6 +108,12 @@ struct Metrics {
     extra_rows_written: AtomicU64,
     extra_rows_dropped: AtomicU64,
     queued_rows: AtomicU64,
+    queued_bytes: AtomicU64,
+    refused_busy: AtomicU64,
+    spool_bytes: AtomicU64,
+    spool_replayed_rows: AtomicU64,
+    spool_torn_records: AtomicU64,
+    dead_letter_rows: AtomicU64,
     /// Refused for authentication, by [`auth_reason`] index.
     auth_refused: [AtomicU64; AUTH_REASONS.len()],
 }
@@ -134,6 +140,12 @@ static METRICS: Metrics = Metrics {
     extra_rows_written: AtomicU64::new(0),
     extra_rows_dropped: AtomicU64::new(0),
     queued_rows: AtomicU64::new(0),
+    queued_bytes: AtomicU64::new(0),
+    refused_busy: AtomicU64::new(0),
+    spool_bytes: AtomicU64::new(0),
+    spool_replayed_rows: AtomicU64::new(0),
+    spool_torn_records: AtomicU64::new(0),
+    dead_letter_rows: AtomicU64::new(0),
     auth_refused: [const { AtomicU64::new(0) }; AUTH_REASONS.len()],
 };
 
@@ -183,6 +195,37 @@ pub(crate) fn sub_queued(rows: u64) {
 /// Rows queued and not yet written.
 pub(crate) fn queued_rows() -> u64 {
     METRICS.queued_rows.load(Ordering::Relaxed)
+}
+
+pub(crate) fn add_queued_bytes(bytes: u64) {
+    METRICS.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+}
+
+pub(crate) fn sub_queued_bytes(bytes: u64) {
+    METRICS.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+/// Records a request refused because the queue or the spool is full.
+pub(crate) fn record_busy() {
+    METRICS.refused_busy.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn set_spool_bytes(bytes: u64) {
+    METRICS.spool_bytes.store(bytes, Ordering::Relaxed);
+}
+
+pub(crate) fn record_replayed(rows: u64) {
+    METRICS
+        .spool_replayed_rows
+        .fetch_add(rows, Ordering::Relaxed);
+}
+
+pub(crate) fn record_torn_record() {
+    METRICS.spool_torn_records.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn record_dead_letter(rows: u64) {
+    METRICS.dead_letter_rows.fetch_add(rows, Ordering::Relaxed);
 }
 
 pub(crate) fn record_written(rows: u64) {
@@ -314,6 +357,48 @@ pub fn render_metrics() -> String {
         "gauge",
         "Rows accepted and not yet written to the primary sink.",
         load(&METRICS.queued_rows),
+    );
+    scalar(
+        &mut out,
+        "xray_collector_queued_bytes",
+        "gauge",
+        "Estimated memory of the batches queued in memory (bounded by pipeline.max_queue_bytes).",
+        load(&METRICS.queued_bytes),
+    );
+    scalar(
+        &mut out,
+        "xray_collector_requests_refused_busy_total",
+        "counter",
+        "Export requests refused because the queue or the spool was full (HTTP 429, gRPC RESOURCE_EXHAUSTED).",
+        load(&METRICS.refused_busy),
+    );
+    scalar(
+        &mut out,
+        "xray_collector_spool_bytes",
+        "gauge",
+        "Bytes in the on-disk spool (records not yet known to be in the store).",
+        load(&METRICS.spool_bytes),
+    );
+    scalar(
+        &mut out,
+        "xray_collector_spool_replayed_rows_total",
+        "counter",
+        "Rows read back from the spool (after a restart or when the memory queue was full).",
+        load(&METRICS.spool_replayed_rows),
+    );
+    scalar(
+        &mut out,
+        "xray_collector_spool_torn_records_total",
+        "counter",
+        "Spool records found incomplete or with a bad checksum and skipped.",
+        load(&METRICS.spool_torn_records),
+    );
+    scalar(
+        &mut out,
+        "xray_collector_dead_letter_rows_total",
+        "counter",
+        "Rows the primary sink rejected permanently, written to the dead-letter file.",
+        load(&METRICS.dead_letter_rows),
     );
     scalar(
         &mut out,

@@ -229,6 +229,63 @@ pub struct PipelineConfig {
     pub write_timeout_ms: u64,
     /// On SIGINT/SIGTERM, time allowed to flush before exiting, in ms.
     pub shutdown_timeout_ms: u64,
+    /// Estimated in-memory size of queued batches above which receivers
+    /// answer "retry later" (HTTP 429, gRPC `RESOURCE_EXHAUSTED`), in bytes.
+    pub max_queue_bytes: u64,
+    /// Keep accepted batches in an on-disk spool until the store has them.
+    pub spool_enabled: bool,
+    /// Directory of the spool; empty: `spool/` next to the SQLite file
+    /// (`xray-data/spool` by default), `xray-data/spool` in the working
+    /// directory for the other backends. See [`Config::spool_dir`].
+    pub spool_dir: String,
+    /// Largest size of the spool on disk, in bytes; a full spool answers
+    /// "retry later".
+    pub spool_max_bytes: u64,
+    /// When spool writes reach the disk: `always` (fsync before each
+    /// acknowledgement, batched across concurrent requests), `interval`
+    /// (every `spool_fsync_interval_ms`) or `never` (left to the OS).
+    pub spool_fsync: SpoolFsync,
+    /// Time between fsyncs with `spool_fsync = "interval"`, in ms.
+    pub spool_fsync_interval_ms: u64,
+    /// First delay before retrying a failed store write, in ms.
+    pub retry_initial_backoff_ms: u64,
+    /// Longest delay between retries of a failed store write, in ms.
+    pub retry_max_backoff_ms: u64,
+}
+
+/// `pipeline.spool_fsync`: when spooled batches are forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoolFsync {
+    /// fsync before acknowledging (survives power loss).
+    #[default]
+    Always,
+    /// fsync every `pipeline.spool_fsync_interval_ms` (survives a process
+    /// crash; a power loss may lose that interval).
+    Interval,
+    /// Never fsync explicitly (survives a process crash only).
+    Never,
+}
+
+impl Config {
+    /// The spool directory `pipeline.spool_dir` resolves to, or `None` when
+    /// `pipeline.spool_enabled` is off.
+    pub fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        if !self.pipeline.spool_enabled {
+            return None;
+        }
+        if !self.pipeline.spool_dir.is_empty() {
+            return Some(self.pipeline.spool_dir.clone().into());
+        }
+        let data = match self.storage.backend {
+            BackendKind::Sqlite => std::path::Path::new(&self.storage.sqlite.path)
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+            _ => std::path::PathBuf::from("xray-data"),
+        };
+        Some(data.join("spool"))
+    }
 }
 
 impl Default for PipelineConfig {
@@ -238,6 +295,14 @@ impl Default for PipelineConfig {
             flush_interval_ms: 1000,
             write_timeout_ms: 10_000,
             shutdown_timeout_ms: 4000,
+            max_queue_bytes: 256 * 1024 * 1024,
+            spool_enabled: true,
+            spool_dir: String::new(),
+            spool_max_bytes: 4 * 1024 * 1024 * 1024,
+            spool_fsync: SpoolFsync::Always,
+            spool_fsync_interval_ms: 200,
+            retry_initial_backoff_ms: 100,
+            retry_max_backoff_ms: 10_000,
         }
     }
 }

@@ -132,6 +132,36 @@ impl Config {
         if p.write_timeout_ms == 0 {
             errors.push(err("pipeline.write_timeout_ms", "must be at least 1"));
         }
+        if p.max_queue_bytes < 1024 * 1024 {
+            errors.push(err(
+                "pipeline.max_queue_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if p.spool_enabled && p.spool_max_bytes < 16 * 1024 * 1024 {
+            errors.push(err(
+                "pipeline.spool_max_bytes",
+                "must be at least 16777216 (16 MiB)",
+            ));
+        }
+        if p.spool_fsync_interval_ms == 0 {
+            errors.push(err(
+                "pipeline.spool_fsync_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if p.retry_initial_backoff_ms == 0 {
+            errors.push(err(
+                "pipeline.retry_initial_backoff_ms",
+                "must be at least 1",
+            ));
+        }
+        if p.retry_max_backoff_ms < p.retry_initial_backoff_ms {
+            errors.push(err(
+                "pipeline.retry_max_backoff_ms",
+                "must be at least pipeline.retry_initial_backoff_ms",
+            ));
+        }
         // `auth.required` without an admin token is allowed (keys can be
         // created with `xray apps`), but a short token is not.
         if !self.auth.admin_token.is_empty() && self.auth.admin_token.len() < 16 {

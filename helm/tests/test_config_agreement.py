@@ -95,6 +95,13 @@ VALUES_TO_CONFIG = {
     "config.pipeline.flush_interval_ms": "pipeline.flush_interval_ms",
     "config.pipeline.write_timeout_ms": "pipeline.write_timeout_ms",
     "config.pipeline.shutdown_timeout_ms": "pipeline.shutdown_timeout_ms",
+    "config.pipeline.max_queue_bytes": "pipeline.max_queue_bytes",
+    "config.pipeline.spool_enabled": "pipeline.spool_enabled",
+    "config.pipeline.spool_max_bytes": "pipeline.spool_max_bytes",
+    "config.pipeline.spool_fsync": "pipeline.spool_fsync",
+    "config.pipeline.spool_fsync_interval_ms": "pipeline.spool_fsync_interval_ms",
+    "config.pipeline.retry_initial_backoff_ms": "pipeline.retry_initial_backoff_ms",
+    "config.pipeline.retry_max_backoff_ms": "pipeline.retry_max_backoff_ms",
     "config.limits.max_attribute_bytes": "limits.max_attribute_bytes",
     "config.limits.max_attributes_per_span": "limits.max_attributes_per_span",
     "config.limits.max_events_per_span": "limits.max_events_per_span",
@@ -122,6 +129,8 @@ FIXED_BY_CHART = {
     "receivers.otlp.grpc_addr": "0.0.0.0:4317",
     "receivers.otlp.http_addr": "0.0.0.0:4318",
     "api.addr": "0.0.0.0:8080",
+    # The collector's spool volume (an emptyDir, see collector.spool).
+    "pipeline.spool_dir": "/var/lib/xray/spool",
 }
 
 # Config keys the chart deliberately leaves at the binary's default, and why.

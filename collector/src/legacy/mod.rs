@@ -128,8 +128,9 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// Queues `batch` like an OTLP export; answers 503 with `Retry-After` when
-/// the queue is full or the collector stops.
+/// Queues `batch` like an OTLP export, with the same pushback: 429 with
+/// `Retry-After` when the queue or spool is full, 503 with `Retry-After`
+/// when the spool cannot be written or the collector stops.
 pub(crate) async fn submit(
     ingest: &Ingest,
     style: ErrorStyle,
@@ -142,7 +143,15 @@ pub(crate) async fn submit(
             crate::metrics::record_request(Transport::LegacyJson, rows, 0, started.elapsed());
             Ok(())
         }
-        Err(e @ (IngestError::Busy | IngestError::ShuttingDown)) => {
+        Err(e @ IngestError::Busy { retry_after_secs }) => {
+            let mut r = json_error(style, StatusCode::TOO_MANY_REQUESTS, &e.to_string());
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after_secs),
+            );
+            Err(r)
+        }
+        Err(e @ (IngestError::ShuttingDown | IngestError::Unavailable(_))) => {
             let mut r = json_error(style, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(1));

@@ -12,7 +12,9 @@
 //! only when it carries one); a key store that cannot be asked
 //! `UNAVAILABLE`. Rejected spans are reported in `partial_success`; a
 //! malformed message answers `INVALID_ARGUMENT` with the decoder's message;
-//! a full queue answers `UNAVAILABLE` so OTel exporters retry.
+//! a full queue or spool answers `RESOURCE_EXHAUSTED` with a `RetryInfo`
+//! detail so OTel exporters retry after the delay; a collector shutting
+//! down or a spool that cannot be written `UNAVAILABLE`.
 //!
 //! The service is written out here rather than generated: its codec hands
 //! the message over as raw bytes, so that [`crate::mapper::map_protobuf`]
@@ -145,7 +147,12 @@ async fn export(
     {
         Ok(resp) => Ok(Response::new(resp)),
         Err(e @ IngestError::Decode(_)) => Err(Status::invalid_argument(e.to_string())),
-        Err(e @ (IngestError::Busy | IngestError::ShuttingDown)) => {
+        Err(e @ IngestError::Busy { retry_after_secs }) => Err(Status::with_error_details(
+            Code::ResourceExhausted,
+            e.to_string(),
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(retry_after_secs))),
+        )),
+        Err(e @ (IngestError::ShuttingDown | IngestError::Unavailable(_))) => {
             Err(Status::unavailable(e.to_string()))
         }
         Err(e @ IngestError::Internal(_)) => {

@@ -19,7 +19,9 @@
 //! *or after* decompression — get 413; decompression stops at the limit, so
 //! a gzip bomb never allocates more than that. Unknown content types and
 //! encodings get 415, undecodable bodies 400 with the decoder's message, a
-//! full queue 503 with `Retry-After`.
+//! full queue or spool 429 with `Retry-After` (seconds) and a
+//! `google.rpc.Status` body, a spool that cannot be written or a collector
+//! shutting down 503 with `Retry-After`.
 //!
 //! The same listener answers `GET /metrics` (Prometheus text) and tells
 //! clients sending logs or metrics that X-Ray only receives traces.
@@ -262,7 +264,13 @@ async fn traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
         Ok(resp) => ok(encoding, &resp),
         // Already counted as refused by `ingest`.
         Err(e @ IngestError::Decode(_)) => error(encoding, StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ (IngestError::Busy | IngestError::ShuttingDown)) => {
+        Err(e @ IngestError::Busy { retry_after_secs }) => {
+            let mut r = error(encoding, StatusCode::TOO_MANY_REQUESTS, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs.into());
+            r
+        }
+        Err(e @ (IngestError::ShuttingDown | IngestError::Unavailable(_))) => {
             error(encoding, StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
         Err(e @ IngestError::Internal(_)) => {

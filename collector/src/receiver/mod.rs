@@ -106,8 +106,13 @@ pub(crate) struct Ingest {
 /// Why an export request was not accepted.
 #[derive(Debug)]
 pub(crate) enum IngestError {
-    /// The queue is full: retry later.
-    Busy,
+    /// The queue or the spool is full: retry after this many seconds.
+    Busy {
+        /// Suggested wait before retrying (`Retry-After`, gRPC `RetryInfo`).
+        retry_after_secs: u64,
+    },
+    /// The spool cannot be written: nothing was accepted; retry later.
+    Unavailable(String),
     /// The collector is shutting down: retry later (elsewhere).
     ShuttingDown,
     /// The protobuf body is malformed: the client must fix the request.
@@ -119,7 +124,16 @@ pub(crate) enum IngestError {
 impl std::fmt::Display for IngestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IngestError::Busy => f.write_str("the collector's queue is full; retry later"),
+            IngestError::Busy { retry_after_secs } => write!(
+                f,
+                "the collector is over its queue or spool budget; retry in {retry_after_secs} s"
+            ),
+            IngestError::Unavailable(m) => {
+                write!(
+                    f,
+                    "the collector cannot store the request durably ({m}); retry later"
+                )
+            }
             IngestError::ShuttingDown => f.write_str("the collector is shutting down; retry later"),
             IngestError::Decode(e) => write!(
                 f,
@@ -218,7 +232,7 @@ impl Ingest {
         let rejected = outcome.rejected_spans;
         let message = outcome.error_message();
         if large {
-            self.enqueue(outcome.batch, transport, started)?;
+            self.enqueue(outcome.batch, transport, started).await?;
         } else {
             self.submit(outcome.batch, transport, started).await?;
         }
@@ -244,8 +258,10 @@ impl Ingest {
     /// Hands mapped rows to the pipeline. Every receiver (OTLP and the
     /// legacy JSON endpoints) submits through here, so what applies to one
     /// ingest path (processors, backpressure, durability) applies to all.
-    /// On error nothing of `batch` was accepted and the caller must tell
-    /// the client to retry.
+    /// Returns once the rows are durable (in the spool) or, without a
+    /// spool, queued in memory: only then may the caller acknowledge. On
+    /// error nothing of `batch` was accepted and the caller must tell the
+    /// client to retry.
     pub(crate) async fn submit(
         &self,
         mut batch: xray_model::MappedBatch,
@@ -253,26 +269,30 @@ impl Ingest {
         started: Instant,
     ) -> Result<(), IngestError> {
         self.processors.apply(&mut batch);
-        self.enqueue(batch, transport, started)
+        self.enqueue(batch, transport, started).await
     }
 
     /// Queues rows the processor chain has already seen.
-    fn enqueue(
+    async fn enqueue(
         &self,
         batch: xray_model::MappedBatch,
         transport: Transport,
         started: Instant,
     ) -> Result<(), IngestError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        match self.pipeline.try_enqueue(batch) {
+        match self.pipeline.enqueue(batch).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 metrics::record_refused(transport, started.elapsed());
                 Err(match e {
-                    EnqueueError::Full => IngestError::Busy,
+                    EnqueueError::Full { retry_after_secs } => {
+                        metrics::record_busy();
+                        IngestError::Busy { retry_after_secs }
+                    }
                     EnqueueError::Closed => IngestError::ShuttingDown,
+                    EnqueueError::Spool(m) => {
+                        tracing::error!(error = %m, "spool write failed; request refused");
+                        IngestError::Unavailable(m)
+                    }
                 })
             }
         }

@@ -13,6 +13,16 @@ pub fn config() -> xray_config::Config {
     c.receivers.otlp.grpc_addr = "127.0.0.1:0".into();
     c.receivers.otlp.http_addr = "127.0.0.1:0".into();
     c.pipeline.flush_interval_ms = 20;
+    // Tests that want the spool give it a directory of their own.
+    c.pipeline.spool_enabled = false;
+    c
+}
+
+/// [`config`] with a spool in `dir`.
+pub fn config_with_spool(dir: &std::path::Path) -> xray_config::Config {
+    let mut c = config();
+    c.pipeline.spool_enabled = true;
+    c.pipeline.spool_dir = dir.display().to_string();
     c
 }
 

@@ -45,6 +45,14 @@ batch_max_rows = {{ $c.pipeline.batch_max_rows | int64 }}
 flush_interval_ms = {{ $c.pipeline.flush_interval_ms | int64 }}
 write_timeout_ms = {{ $c.pipeline.write_timeout_ms | int64 }}
 shutdown_timeout_ms = {{ $c.pipeline.shutdown_timeout_ms | int64 }}
+max_queue_bytes = {{ $c.pipeline.max_queue_bytes | int64 }}
+spool_enabled = {{ $c.pipeline.spool_enabled }}
+spool_dir = "/var/lib/xray/spool"
+spool_max_bytes = {{ $c.pipeline.spool_max_bytes | int64 }}
+spool_fsync = {{ $c.pipeline.spool_fsync | toJson }}
+spool_fsync_interval_ms = {{ $c.pipeline.spool_fsync_interval_ms | int64 }}
+retry_initial_backoff_ms = {{ $c.pipeline.retry_initial_backoff_ms | int64 }}
+retry_max_backoff_ms = {{ $c.pipeline.retry_max_backoff_ms | int64 }}
 
 [limits]
 max_attribute_bytes = {{ $c.limits.max_attribute_bytes | int64 }}

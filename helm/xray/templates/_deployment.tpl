@@ -89,6 +89,10 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- if eq .component "collector" }}
+            - name: spool
+              mountPath: /var/lib/xray/spool
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -98,6 +102,11 @@ spec:
             name: {{ include "xray.fullname" $ctx }}
         - name: tmp
           emptyDir: {}
+        {{- if eq .component "collector" }}
+        - name: spool
+          emptyDir:
+            sizeLimit: {{ $v.spool.sizeLimit }}
+        {{- end }}
         {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
