@@ -310,8 +310,8 @@ async fn a_100_mb_attribute_value_is_refused_by_the_size_limit() {
     let a = send(&c, "application/x-protobuf", true, body).await;
     assert_eq!(a.status, 413);
     assert_eq!(a.rpc(), (8, format!("{LIMIT} after gzip decompression")));
-    // Uncompressed, Content-Length alone is enough to refuse it; a 10 MB
-    // value under the limit is accepted whole.
+    // A 10 MB value inside the request limit is accepted, and stored cut to
+    // `limits.max_attribute_bytes` (256 KiB by default), marked truncated.
     let mut span = root(0x17, "big-value");
     span.attributes
         .push(kv("xray.execution.input", &"b".repeat(10 * 1024 * 1024)));
@@ -319,8 +319,46 @@ async fn a_100_mb_attribute_value_is_refused_by_the_size_limit() {
     assert_eq!(a.status, 200);
     c.shutdown().await.unwrap();
     let d = stored(&store, 0x17).await.expect("stored");
-    assert_eq!(d.execution.input.map(|i| i.len()), Some(10 * 1024 * 1024));
+    let input = d.execution.input.expect("input kept");
+    assert!(input.len() <= 262_144, "{}", input.len());
+    let kept = input.find('…').expect("truncation marker");
+    assert!(input[..kept].bytes().all(|b| b == b'b'));
+    assert_eq!(
+        &input[kept..],
+        format!("…[truncated {} bytes]", 10 * 1024 * 1024 - kept)
+    );
+    assert_eq!(
+        d.execution
+            .metadata
+            .get("xray.limits.truncated_values")
+            .map(String::as_str),
+        Some("1")
+    );
     assert!(stored(&store, 0x16).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_attribute_value_under_a_raised_request_limit_is_capped() {
+    // With the request limit raised above 100 MB, the value gets in and is
+    // cut to `limits.max_attribute_bytes`.
+    let mut config = common::config();
+    config.receivers.otlp.max_message_bytes = 128 * 1024 * 1024;
+    config.limits.max_attribute_bytes = 4096;
+    let (c, store) = common::start(&config).await;
+    let mut span = root(0x20, "hundred-mb");
+    span.attributes
+        .push(kv("xray.execution.output", &"c".repeat(100 * 1024 * 1024)));
+    let a = protobuf(&c, request(vec![span]).encode_to_vec()).await;
+    assert_eq!(a.status, 200);
+    c.shutdown().await.unwrap();
+    let d = stored(&store, 0x20).await.expect("stored");
+    let output = d.execution.output.expect("output kept");
+    assert!(output.len() <= 4096, "{}", output.len());
+    let kept = output.find('…').expect("truncation marker");
+    assert_eq!(
+        &output[kept..],
+        format!("…[truncated {} bytes]", 100 * 1024 * 1024 - kept)
+    );
 }
 
 #[tokio::test]
@@ -346,7 +384,7 @@ async fn gzip_bombs_stop_at_the_limit() {
 }
 
 #[tokio::test]
-async fn ten_thousand_attributes_on_a_span_are_accepted() {
+async fn ten_thousand_attributes_on_a_span_are_accepted_and_capped() {
     let (c, store) = common::start(&common::config()).await;
     let mut span = root(0x19, "many-attrs");
     for i in 0..10_000 {
@@ -357,11 +395,14 @@ async fn ten_thousand_attributes_on_a_span_are_accepted() {
     assert_eq!(a.status, 200);
     c.shutdown().await.unwrap();
     let d = stored(&store, 0x19).await.expect("stored");
-    assert_eq!(d.execution.metadata.len(), 10_000);
+    // `limits.max_attributes_per_span` (128) entries are kept, and the row
+    // says how many were dropped.
+    let m = &d.execution.metadata;
     assert_eq!(
-        d.execution.metadata.get("k09999").map(String::as_str),
-        Some("v9999")
+        m.get("xray.limits.dropped_metadata").map(String::as_str),
+        Some("9872")
     );
+    assert_eq!(m.len(), 129, "128 entries and the dropped count");
 }
 
 #[tokio::test]
@@ -467,5 +508,33 @@ async fn huge_numbers_of_spans_in_one_request() {
     assert_eq!(a.status, 200);
     c.shutdown().await.unwrap();
     let d = stored(&store, 0x1f).await.expect("stored");
+    // `limits.max_steps_per_execution` (10,000) per execution and request.
+    assert_eq!(d.steps.len(), 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_numbers_of_spans_in_one_request_are_all_stored_without_a_step_cap() {
+    let mut config = common::config();
+    config.limits.max_steps_per_execution = 0;
+    let (c, store) = common::start(&config).await;
+    let n = 50_000u32;
+    let mut spans = vec![root(0x21, "huge-uncapped")];
+    for i in 0..n {
+        let mut id = vec![0u8; 8];
+        id[4..].copy_from_slice(&(i + 2).to_be_bytes());
+        spans.push(Span {
+            trace_id: vec![0x21; 16],
+            span_id: id,
+            parent_span_id: vec![1; 8],
+            name: "s".into(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_000_000_100,
+            ..Default::default()
+        });
+    }
+    let a = protobuf(&c, request(spans).encode_to_vec()).await;
+    assert_eq!(a.status, 200);
+    c.shutdown().await.unwrap();
+    let d = stored(&store, 0x21).await.expect("stored");
     assert_eq!(d.steps.len(), n as usize);
 }
