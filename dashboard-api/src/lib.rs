@@ -104,6 +104,8 @@ impl AppState {
         (name = "pipelines", description = "Aggregates per pipeline over a time window"),
         (name = "health", description = "Liveness and readiness"),
         (name = "admin", description = "Apps and API keys (admin token only)"),
+        (name = "compat", description = "Reads compatible with the earlier event and run services \
+            (errors as {\"error\": …} or {\"detail\": …}); see docs/migrating.md"),
     ),
     modifiers(&Security)
 )]
@@ -131,16 +133,20 @@ fn open_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::readyz))
 }
 
-fn api_router(v1: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+fn api_router(
+    v1: OpenApiRouter<AppState>,
+    compat: OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
+        .merge(compat)
         .merge(open_routes())
 }
 
 /// The OpenAPI 3.1 document of every route [`router`] serves (the two
 /// documentation routes themselves excepted).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = api_router(v1_routes()).into_openapi();
+    let mut doc = api_router(v1_routes(), legacy::routes()).into_openapi();
     docs::document_auth(&mut doc);
     doc
 }
@@ -195,8 +201,7 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::authenticate,
     ));
-    let (api, _) = api_router(v1).split_for_parts();
-    let api = api.merge(legacy::router(state.clone()));
+    let (api, _) = api_router(v1, legacy::authenticated(state.clone())).split_for_parts();
     let spec: Arc<str> = openapi().to_json().unwrap_or_else(|_| "{}".into()).into();
     let router = api
         .route(

@@ -54,7 +54,7 @@ async fn migrations_twice_and_concurrently() {
         .fetch_all(db.backend.pool())
         .await
         .unwrap();
-    assert_eq!(rows, [(1,)]);
+    assert_eq!(rows, [(1,), (2,)]);
 }
 
 #[tokio::test]
@@ -84,7 +84,7 @@ async fn fresh_database_migrated_concurrently() {
         .fetch_one(other.backend.pool())
         .await
         .unwrap();
-    assert_eq!(n.0, 1);
+    assert_eq!(n.0, 2);
 }
 
 #[tokio::test]

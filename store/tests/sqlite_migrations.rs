@@ -1,6 +1,6 @@
 //! Upgrading an SQLite file written by schema version 1 (WITHOUT ROWID
-//! tables) to version 2 (rowid tables) keeps every row and the upserts'
-//! identity rules.
+//! tables) to version 2 (rowid tables) and 3 (steps by span id) keeps every
+//! row and the upserts' identity rules.
 
 use xray_model::{MappedBatch, StepType};
 use xray_store::sqlite::SqliteBackend;
@@ -89,6 +89,10 @@ async fn version_1_files_are_upgraded_without_losing_rows() {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
+    // Version 3 indexes steps by span id: the migrated step is found by it.
+    let by_span = store.steps_by_span_id(&scope, &s.span_id, 5).await.unwrap();
+    assert_eq!(by_span.len(), 1);
+    assert_eq!(by_span[0].name, "filter");
     // Applying migrations again is a no-op.
     assert!(store.migrate().await.unwrap().is_empty());
 }

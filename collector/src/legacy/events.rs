@@ -59,7 +59,10 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 
 /// Fields of an event that map to step columns; every other field goes to
 /// the step's metadata.
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 14] = [
+    "name",
+    "error",
+    "cost",
     "event_type",
     "trace_id",
     "span_id",

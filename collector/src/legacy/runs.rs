@@ -80,30 +80,6 @@ impl From<ExecutionDetail> for RunState {
     }
 }
 
-impl RunsOutcome {
-    /// The state of each run after this request, by run id: `prior`
-    /// updated with the rows of the batch.
-    pub fn states(&self, prior: &HashMap<String, RunState>) -> HashMap<String, RunState> {
-        let mut out: HashMap<String, RunState> = HashMap::new();
-        let base = |id: &str| prior.get(id).cloned().unwrap_or_default();
-        for e in &self.batch.executions {
-            out.entry(e.execution_id.clone())
-                .or_insert_with(|| base(&e.execution_id))
-                .execution = Some(e.clone());
-        }
-        for s in &self.batch.steps {
-            let st = out
-                .entry(s.execution_id.clone())
-                .or_insert_with(|| base(&s.execution_id));
-            match st.steps.iter_mut().find(|x| x.span_id == s.span_id) {
-                Some(x) => *x = s.clone(),
-                None => st.steps.push(s.clone()),
-            }
-        }
-        out
-    }
-}
-
 /// The newest state of recently ingested runs, per collector: a run's
 /// `step_complete` or `run_complete` usually arrives before the rows of its
 /// start are written (batching), so the store alone would not know them
@@ -117,27 +93,63 @@ pub struct RecentRuns {
 
 #[derive(Debug, Default)]
 struct Recent {
-    map: HashMap<(String, String), RunState>,
+    map: HashMap<(String, String), Remembered>,
     order: std::collections::VecDeque<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Remembered {
+    execution: Option<Execution>,
+    /// Steps by span id.
+    steps: HashMap<String, Step>,
 }
 
 /// Runs [`RecentRuns`] remembers.
 pub const RECENT_RUNS: usize = 4096;
 
+/// Steps per run [`RecentRuns`] remembers (later ones are looked up in the
+/// store).
+pub const RECENT_STEPS_PER_RUN: usize = 1024;
+
 impl RecentRuns {
-    /// The remembered state of `run_id` in `app`.
-    pub fn get(&self, app: &str, run_id: &str) -> Option<RunState> {
+    /// The remembered state of `run_id` in `app`, with only the steps of
+    /// `span_ids` (a request needs the steps it touches, not all of them).
+    pub fn get(&self, app: &str, run_id: &str, span_ids: &[String]) -> Option<RunState> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.map.get(&(app.to_string(), run_id.to_string())).cloned()
+        let r = g.map.get(&(app.to_string(), run_id.to_string()))?;
+        Some(RunState {
+            execution: r.execution.clone(),
+            steps: span_ids
+                .iter()
+                .filter_map(|s| r.steps.get(s).cloned())
+                .collect(),
+        })
     }
 
-    /// Remembers `states` of `app`.
-    pub fn put(&self, app: &str, states: HashMap<String, RunState>) {
+    /// Remembers the rows of `batch` (the newest state of what a request
+    /// touched) for `app`.
+    pub fn put(&self, app: &str, batch: &MappedBatch) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, st) in states {
-            let key = (app.to_string(), id);
-            if g.map.insert(key.clone(), st).is_none() {
-                g.order.push_back(key);
+        let touch = |g: &mut Recent, id: &str| -> (String, String) {
+            let key = (app.to_string(), id.to_string());
+            if !g.map.contains_key(&key) {
+                g.map.insert(key.clone(), Remembered::default());
+                g.order.push_back(key.clone());
+            }
+            key
+        };
+        for e in &batch.executions {
+            let key = touch(&mut g, &e.execution_id);
+            if let Some(r) = g.map.get_mut(&key) {
+                r.execution = Some(e.clone());
+            }
+        }
+        for st in &batch.steps {
+            let key = touch(&mut g, &st.execution_id);
+            if let Some(r) = g.map.get_mut(&key)
+                && (r.steps.len() < RECENT_STEPS_PER_RUN || r.steps.contains_key(&st.span_id))
+            {
+                r.steps.insert(st.span_id.clone(), st.clone());
             }
         }
         while g.map.len() > RECENT_RUNS {
@@ -147,6 +159,47 @@ impl RecentRuns {
             }
         }
     }
+}
+
+/// Fills the gaps of `known` (remembered) with `stored` (from the store):
+/// the execution when none is remembered, steps not remembered.
+pub fn merge_state(known: &mut RunState, stored: RunState) {
+    if known.execution.is_none() {
+        known.execution = stored.execution;
+    }
+    for s in stored.steps {
+        if !known.steps.iter().any(|k| k.span_id == s.span_id) {
+            known.steps.push(s);
+        }
+    }
+}
+
+/// The span id of step `step_id` of run `run_id` in `app`.
+pub fn step_span_id(app: &str, run_id: &str, step_id: &str) -> String {
+    ids::span_id(&[app, SERVICE, run_id, step_id])
+}
+
+/// The `(run_id, step_id)` pairs a request's step events refer to.
+pub fn referenced_steps(events: &[Value]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in events {
+        let kind = e
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(RunEvent::parse);
+        if !matches!(kind, Some(RunEvent::StepStart | RunEvent::StepComplete)) {
+            continue;
+        }
+        let d = e.get("data");
+        if let (Some(r), Some(s)) = (
+            text(d.and_then(|d| d.get("run_id"))),
+            text(d.and_then(|d| d.get("id"))),
+        ) && !out.contains(&(r.clone(), s.clone()))
+        {
+            out.push((r, s));
+        }
+    }
+    out
 }
 
 /// The event types of the run service.
@@ -308,7 +361,7 @@ impl Mapper<'_> {
     fn step(&mut self, run_id: &str, id: &str) -> &mut Step {
         let app = self.ctx.app.as_str();
         let ctx = self.ctx;
-        let span_id = ids::span_id(&[app, SERVICE, run_id, id]);
+        let span_id = step_span_id(app, run_id, id);
         let from_prior = self
             .prior
             .get(run_id)
@@ -638,16 +691,33 @@ async fn post_ingest(
         Err(e) => return super::refuse(style, StatusCode::UNPROCESSABLE_ENTITY, &e, started),
     };
     let app = principal.ingest_app().to_string();
+    // What this collector remembers first (newest, possibly not written
+    // yet), completed from the store where the memory has gaps.
     let mut prior: HashMap<String, RunState> = HashMap::new();
-    let mut unknown = Vec::new();
+    let mut ask_store = Vec::new();
+    let steps = referenced_steps(&events);
     for id in referenced_runs(&events) {
-        match recent.get(&app, &id) {
-            Some(st) => drop(prior.insert(id, st)),
-            None => unknown.push(id),
+        let spans: Vec<String> = steps
+            .iter()
+            .filter(|(r, _)| *r == id)
+            .map(|(r, s)| step_span_id(&app, r, s))
+            .collect();
+        match recent.get(&app, &id, &spans) {
+            Some(st) => {
+                if st.execution.is_none() || st.steps.len() < spans.len() {
+                    ask_store.push(id.clone());
+                }
+                prior.insert(id, st);
+            }
+            None => ask_store.push(id),
         }
     }
-    for (id, d) in super::prior_executions(&ingest, &app, unknown).await {
-        prior.insert(id, d.into());
+    for (id, d) in super::prior_executions(&ingest, &app, ask_store).await {
+        let stored = RunState::from(d);
+        match prior.get_mut(&id) {
+            Some(known) => merge_state(known, stored),
+            None => drop(prior.insert(id, stored)),
+        }
     }
     let ctx = IngestContext::new(app, crate::receiver::now_ns());
     let outcome = match map_run_events(&events, &ctx, &prior) {
@@ -658,10 +728,102 @@ async fn post_ingest(
     if !outcome.unknown.is_empty() {
         tracing::debug!(unknown = ?outcome.unknown, "run events of unknown types skipped");
     }
-    let states = outcome.states(&prior);
+    let remember = outcome.batch.clone();
     if let Err(r) = super::submit(&ingest, style, outcome.batch, started).await {
         return r;
     }
-    recent.put(ctx.app.as_str(), states);
+    recent.put(ctx.app.as_str(), &remember);
     axum::Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(events: Value, at: i64, prior: &HashMap<String, RunState>) -> RunsOutcome {
+        let ctx = IngestContext::new("app", at);
+        map_run_events(events["events"].as_array().unwrap(), &ctx, prior).unwrap()
+    }
+
+    #[test]
+    fn remembered_runs_patch_later_requests_and_stay_bounded() {
+        let recent = RecentRuns::default();
+        let first = map(
+            json!({"events": [
+                {"type": "run_start", "data": {"id": "r", "name": "scoring"}},
+                {"type": "step_start", "data": {"id": "s", "run_id": "r", "type": "filter"}}
+            ]}),
+            1_000,
+            &HashMap::new(),
+        );
+        recent.put("app", &first.batch);
+        let span = step_span_id("app", "r", "s");
+        let st = recent.get("app", "r", std::slice::from_ref(&span)).unwrap();
+        assert_eq!(st.steps.len(), 1);
+        assert!(recent.get("other", "r", &[]).is_none());
+        let prior = HashMap::from([("r".to_string(), st)]);
+        let later = map(
+            json!({"events": [
+                {"type": "step_end", "data": {"id": "s", "run_id": "r"}},
+                {"type": "run_end", "data": {"id": "r"}}
+            ]}),
+            2_000,
+            &prior,
+        );
+        let run = &later.batch.executions[0];
+        assert_eq!(
+            (run.pipeline.as_str(), run.status),
+            ("scoring", Status::Completed)
+        );
+        assert!(run.version & FINISHED_VERSION_BIT != 0);
+        let step = &later.batch.steps[0];
+        assert_eq!(
+            (step.step_type, step.status),
+            (StepType::Filter, Status::Completed)
+        );
+
+        for i in 0..RECENT_RUNS + 10 {
+            let mut b = first.batch.clone();
+            b.executions[0].execution_id = format!("run-{i}");
+            b.steps.clear();
+            recent.put("app", &b);
+        }
+        assert!(
+            recent.get("app", "r", &[]).is_none(),
+            "the oldest run is forgotten"
+        );
+        assert!(
+            recent
+                .get("app", &format!("run-{}", RECENT_RUNS + 9), &[])
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn gaps_are_filled_from_the_store() {
+        let a = map(
+            json!({"events": [{"type": "step_start", "data": {"id": "s", "run_id": "r", "name": "n"}}]}),
+            1,
+            &HashMap::new(),
+        );
+        let b = map(
+            json!({"events": [{"type": "run_start", "data": {"id": "r", "name": "p"}},
+                              {"type": "step_start", "data": {"id": "t", "run_id": "r"}}]}),
+            2,
+            &HashMap::new(),
+        );
+        let mut known = RunState {
+            execution: None,
+            steps: a.batch.steps.clone(),
+        };
+        let stored = RunState {
+            execution: b.batch.executions.first().cloned(),
+            steps: [b.batch.steps.clone(), a.batch.steps.clone()].concat(),
+        };
+        merge_state(&mut known, stored);
+        assert_eq!(known.execution.unwrap().pipeline, "p");
+        assert_eq!(known.steps.len(), 2);
+        assert_eq!(known.steps[0], a.batch.steps[0], "the remembered step wins");
+    }
 }

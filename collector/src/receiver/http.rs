@@ -108,7 +108,8 @@ async fn not_traces() -> Response {
 async fn fallback() -> Response {
     text(
         StatusCode::NOT_FOUND,
-        "not found: X-Ray's OTLP/HTTP receiver serves POST /v1/traces and GET /metrics",
+        "not found: X-Ray's OTLP/HTTP receiver serves POST /v1/traces and GET /metrics, plus the \
+         compatibility endpoints POST /executions, /apps, /v1/events, /v1/events/batch and /ingest",
     )
 }
 

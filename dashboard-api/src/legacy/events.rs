@@ -19,15 +19,15 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use xray_model::{Step, StepType};
 use xray_store::{ExecutionDetail, ExecutionFilter, PageRequest};
 
-use super::{ErrorStyle, LegacyError, limit};
+use super::{ErrorStyle, EventErrorBody, LegacyError, limit};
 use crate::AppState;
 use crate::handlers::RequestScope;
 use crate::query::{format_time, ns_to_ms, parse_query};
@@ -39,11 +39,11 @@ const STYLE: ErrorStyle = ErrorStyle::Error;
 /// Most traces `GET /v1/traces` answers.
 pub const MAX_TRACES: u32 = 200;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", get(list_events))
-        .route("/v1/events/{span_id}", get(get_event))
-        .route("/v1/traces", get(list_traces))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(get_event))
+        .routes(routes!(list_traces))
 }
 
 fn err(e: impl Into<ApiError>) -> LegacyError {
@@ -179,6 +179,21 @@ struct EventsQuery {
     trace_id: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "compat",
+    params(("trace_id" = String, Query, description = "The trace (its legacy trace_id, the execution id)")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "{\"events\": [event, …]} by time", body = Object),
+        (status = 400, description = "trace_id missing", body = EventErrorBody),
+        (status = 404, description = "No such trace", body = EventErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = EventErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = EventErrorBody),
+        (status = 503, description = "The store is unavailable", body = EventErrorBody),
+    )
+)]
 async fn list_events(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,
@@ -198,6 +213,20 @@ async fn list_events(
     Ok(Json(json!({ "events": trace_events(&detail) })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{span_id}",
+    tag = "compat",
+    params(("span_id" = String, Path, description = "The event's span_id as sent")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "One event", body = Object),
+        (status = 404, description = "No such event", body = EventErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = EventErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = EventErrorBody),
+        (status = 503, description = "The store is unavailable", body = EventErrorBody),
+    )
+)]
 async fn get_event(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,
@@ -234,6 +263,20 @@ struct TracesQuery {
     limit: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/traces",
+    tag = "compat",
+    params(("limit" = Option<u32>, Query, description = "1 to 200, default 50")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "{\"traces\": [{trace_id, event_count, first_timestamp, last_timestamp, services}]}", body = Object),
+        (status = 400, description = "limit out of range", body = EventErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = EventErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = EventErrorBody),
+        (status = 503, description = "The store is unavailable", body = EventErrorBody),
+    )
+)]
 async fn list_traces(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,

@@ -18,11 +18,11 @@
 pub mod events;
 pub mod runs;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{ApiError, AppState};
 
@@ -121,12 +121,34 @@ async fn authenticate_runs(
     authenticate(&state, ErrorStyle::Detail, request, next).await
 }
 
-/// The legacy read routes, authenticated, for [`crate::router`] to merge.
-pub(crate) fn router(state: AppState) -> Router<AppState> {
+/// The legacy read routes, unauthenticated (for the OpenAPI document).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(events::routes())
+        .merge(runs::routes())
+}
+
+/// The legacy read routes, each authenticated with its service's error
+/// body, for [`crate::router`].
+pub(crate) fn authenticated(state: AppState) -> OpenApiRouter<AppState> {
     let events =
         events::routes().route_layer(from_fn_with_state(state.clone(), authenticate_events));
     let runs = runs::routes().route_layer(from_fn_with_state(state, authenticate_runs));
-    Router::new().merge(events).merge(runs)
+    events.merge(runs)
+}
+
+/// The error body of the event service (for the OpenAPI document).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The error body of the run service (for the OpenAPI document).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RunErrorBody {
+    /// What went wrong.
+    pub detail: String,
 }
 
 /// `limit` of a legacy list: `default` when absent, else 1 to `max`.

@@ -24,15 +24,15 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use xray_model::{Execution, Status, Step};
 use xray_store::{ExecutionDetail, ExecutionFilter, PageRequest};
 
-use super::{ErrorStyle, LegacyError, limit};
+use super::{ErrorStyle, LegacyError, RunErrorBody, limit};
 use crate::ApiError;
 use crate::AppState;
 use crate::funnel::execution_funnel;
@@ -45,12 +45,12 @@ const STYLE: ErrorStyle = ErrorStyle::Detail;
 /// Most runs `GET /runs` answers.
 pub const MAX_RUNS: u32 = 500;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/runs", get(list_runs))
-        .route("/runs/{id}", get(get_run))
-        .route("/runs/{id}/steps", get(get_steps))
-        .route("/analyze/{run_id}", get(analyze_run))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(get_steps))
+        .routes(routes!(analyze_run))
 }
 
 fn err(e: impl Into<ApiError>) -> LegacyError {
@@ -191,6 +191,20 @@ struct RunsQuery {
     limit: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs",
+    tag = "compat",
+    params(("limit" = Option<u32>, Query, description = "1 to 500, default 50")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "[run, …] newest first", body = Object),
+        (status = 400, description = "limit out of range", body = RunErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = RunErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = RunErrorBody),
+        (status = 503, description = "The store is unavailable", body = RunErrorBody),
+    )
+)]
 async fn list_runs(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,
@@ -228,6 +242,20 @@ async fn load(
         .ok_or_else(|| err(ApiError::NotFound("Run not found".into())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    tag = "compat",
+    params(("id" = String, Path, description = "Run id (the execution id)")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "The run", body = Object),
+        (status = 404, description = "Run not found", body = RunErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = RunErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = RunErrorBody),
+        (status = 503, description = "The store is unavailable", body = RunErrorBody),
+    )
+)]
 async fn get_run(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,
@@ -237,6 +265,20 @@ async fn get_run(
     Ok(Json(run_view(&d.execution, Some(&d.steps))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/steps",
+    tag = "compat",
+    params(("id" = String, Path, description = "Run id (the execution id)")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "[step, …] by start time", body = Object),
+        (status = 404, description = "Run not found", body = RunErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = RunErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = RunErrorBody),
+        (status = 503, description = "The store is unavailable", body = RunErrorBody),
+    )
+)]
 async fn get_steps(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,
@@ -251,6 +293,20 @@ async fn get_steps(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/analyze/{run_id}",
+    tag = "compat",
+    params(("run_id" = String, Path, description = "Run id (the execution id)")),
+    security(("bearer" = []), ("api_key" = []), ()),
+    responses(
+        (status = 200, description = "The run's funnel", body = Object),
+        (status = 404, description = "Run not found", body = RunErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = RunErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = RunErrorBody),
+        (status = 503, description = "The store is unavailable", body = RunErrorBody),
+    )
+)]
 async fn analyze_run(
     State(state): State<AppState>,
     RequestScope(scope): RequestScope,

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_rowid_tables.sql",
         include_str!("../../../migrations/sqlite/0002_rowid_tables.sql"),
     ),
+    (
+        3,
+        "0003_steps_by_span.sql",
+        include_str!("../../../migrations/sqlite/0003_steps_by_span.sql"),
+    ),
 ];
 
 /// Page size of new database files. Rows carry prompts and outputs of a few

@@ -12,11 +12,18 @@ pub(crate) mod migrate;
 use crate::StoreError;
 
 /// Embedded migrations: `(version, name, template)`, in order.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../../../../migrations/clickhouse/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../../../../migrations/clickhouse/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_steps_by_span.sql",
+        include_str!("../../../../migrations/clickhouse/0002_steps_by_span.sql"),
+    ),
+];
 
 /// What a rendering depends on: database, TTL and cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

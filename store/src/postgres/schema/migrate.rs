@@ -13,11 +13,18 @@ use crate::StoreError;
 use crate::postgres::store_error;
 
 /// Embedded migrations: `(version, name, sql)`, in order.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../../../../migrations/postgres/0001_init.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_steps_by_span.sql",
+        include_str!("../../../../migrations/postgres/0002_steps_by_span.sql"),
+    ),
+];
 
 /// Advisory lock key: "xray-mig" as big-endian bytes.
 const LOCK_KEY: i64 = 0x7872_6179_2d6d_6967;
