@@ -143,7 +143,7 @@ fn every_acknowledged_execution_is_stored_exactly_once_across_a_store_outage_and
         .unwrap();
     let db = rt.block_on(xray_store::postgres::testing::require());
     // Postgres behind the proxy: same database, the proxy's address.
-    let url: url_parts::Url = url_parts::Url::parse(&db.url);
+    let url = url_parts::Url::parse(&db.url);
     let proxy = Proxy::start(url.host_port.clone());
     let proxied = url.with_host_port(&proxy.addr);
 
@@ -257,6 +257,13 @@ fn every_acknowledged_execution_is_stored_exactly_once_across_a_store_outage_and
         acked.len(),
         ids.len()
     );
+    let dead = std::fs::read_to_string(dir.path().join("xray-data/spool/dead-letter.jsonl"))
+        .unwrap_or_default();
+    for line in dead.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        eprintln!("dead letter: {} rows: {}", v["rows"], v["reason"]);
+    }
+    assert_eq!(dead, "", "no batch was dead-lettered");
     assert_eq!(
         acked.len(),
         SENT as usize,
@@ -275,6 +282,78 @@ fn every_acknowledged_execution_is_stored_exactly_once_across_a_store_outage_and
     assert_eq!(wrong_steps, 0, "every execution has exactly its 2 steps");
     assert_eq!(steps, 2 * acked.len());
     assert_eq!(summary, acked.len() as u64);
+    drop(db);
+}
+
+#[test]
+fn sigterm_with_the_store_down_keeps_acknowledged_data_in_the_spool_and_exits_0() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(xray_store::postgres::testing::require());
+    let url = url_parts::Url::parse(&db.url);
+    let proxy = Proxy::start(url.host_port.clone());
+    let proxied = url.with_host_port(&proxy.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("XRAY_STORAGE__BACKEND", "postgres"),
+        ("XRAY_STORAGE__POSTGRES__URL", proxied.as_str()),
+        ("XRAY_PIPELINE__RETRY_INITIAL_BACKOFF_MS", "20"),
+        ("XRAY_PIPELINE__RETRY_MAX_BACKOFF_MS", "200"),
+        ("XRAY_PIPELINE__SHUTDOWN_TIMEOUT_MS", "2000"),
+    ];
+    let server = Server::start(dir.path(), &env);
+    proxy.set_up(false);
+    for n in 1000..1020 {
+        assert!(export(&server, n), "acknowledged into the spool");
+    }
+    // The store cannot take them: shutdown gives up after the timeout,
+    // keeps them in the spool and still exits 0.
+    let started = Instant::now();
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "xray exited with {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let spool = dir.path().join("xray-data/spool");
+    let segments: u64 = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(segments > 0, "the spool holds the acknowledged batches");
+
+    // Store back, restart: replayed.
+    proxy.set_up(true);
+    let server = Server::start(dir.path(), &env);
+    let scope = Scope::App(xray_model::DEFAULT_APP.into());
+    let filter = ExecutionFilter {
+        pipeline: Some("fault".into()),
+        ..Default::default()
+    };
+    let page = PageRequest {
+        limit: 100,
+        after: None,
+    };
+    let wait = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = rt
+            .block_on(db.backend.list_executions(&scope, &filter, &page))
+            .unwrap()
+            .items
+            .len();
+        if n == 20 {
+            break;
+        }
+        assert!(Instant::now() < wait, "{n} of 20 replayed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success());
     drop(db);
 }
 

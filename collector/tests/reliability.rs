@@ -283,6 +283,10 @@ async fn spooled_batches_survive_an_outage_and_a_restart_exactly_once_on_every_b
             "{}",
             store.name
         );
+        eprintln!(
+            "{}: 20 executions / 40 steps replayed and resent, each once",
+            store.name
+        );
     }
 }
 

@@ -134,6 +134,10 @@ fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_) => true,
+        // Garbage or a closed socket while talking to the server (e.g. a
+        // proxy in front of Postgres that accepts and drops connections
+        // while the server is away): the connection, not the data, is bad.
+        sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|c| retryable_sqlstate(&c)),
         _ => false,
     }
