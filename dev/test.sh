@@ -91,10 +91,11 @@ say "ClickHouse dev server tests"
 say "Rust tests (cargo test --workspace)"
 cargo test --workspace --all-targets --no-fail-fast
 cargo test --workspace --doc --no-fail-fast
-# The OTLP decode + map fuzzer runs ~3 s inside the suite above; here for
-# 60 s more (XRAY_FUZZ_SECS overrides, XRAY_FUZZ_SEED replays a failure).
-say "OTLP fuzzer (${XRAY_FUZZ_SECS:-60} s)"
-XRAY_FUZZ_SECS="${XRAY_FUZZ_SECS:-60}" cargo test -p xray-collector --test fuzz -- --nocapture
+# The fuzzers (OTLP decode + map; each JSON compatibility endpoint's parse +
+# map) run ~3 s inside the suite above; here for 60 s more each
+# (XRAY_FUZZ_SECS overrides, XRAY_FUZZ_SEED replays a failure).
+say "OTLP and compatibility-endpoint fuzzers (${XRAY_FUZZ_SECS:-60} s each)"
+XRAY_FUZZ_SECS="${XRAY_FUZZ_SECS:-60}" cargo test -p xray-collector --test fuzz --test legacy_fuzz -- --nocapture
 
 cargo build -q -p xray
 xray_bin="${CARGO_TARGET_DIR:-$root/target}/debug/xray"
