@@ -702,6 +702,11 @@ mod tests {
         assert_eq!(rec, Recovered::default());
         let pos = append_all(&w, &batches);
         assert_eq!(pos.iter().map(|p| p.seq).collect::<Vec<_>>(), [0, 1, 2]);
+        // The writer publishes the count just after the callbacks ran.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while r.written() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(r.written(), 3);
         for b in &batches {
             assert_eq!(r.read_next().unwrap().0.as_ref(), Some(b));
