@@ -298,14 +298,17 @@ impl Redactor {
     }
 
     fn metadata(&self, prefix: &str, m: &mut Metadata, fired: &mut Fired) {
-        let mut key = String::with_capacity(prefix.len() + 32);
+        let mut key = String::new();
         m.retain(|k, v| {
             if is_own_key(k) {
                 return true;
             }
-            key.clear();
-            key.push_str(prefix);
-            key.push_str(k);
+            // Keys only matter to key rules: skip building them otherwise.
+            if !self.key_rules.is_empty() {
+                key.clear();
+                key.push_str(prefix);
+                key.push_str(k);
+            }
             match self.field(&key, v, fired) {
                 Change::Keep => true,
                 Change::Replace(new) => {
@@ -332,7 +335,10 @@ impl Redactor {
         }
         let t = text;
         let first = t.trim_start().as_bytes().first().copied();
-        let changed = if matches!(first, Some(b'{' | b'[')) && self.json_may_change(key, t) {
+        let changed = if matches!(first, Some(b'{' | b'[')) {
+            if !self.json_may_change(key, t) {
+                return Change::Keep;
+            }
             match serde_json::from_str::<Value>(t) {
                 Ok(mut v) => {
                     if self.json(key, &mut v, fired) {
