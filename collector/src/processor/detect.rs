@@ -218,7 +218,13 @@ fn numeric(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
     let mut i = stride - 1;
     let mut covered = 0;
     while i < b.len() {
-        if i < covered || !in_numeric_set(b[i], set) {
+        // A match of at least `stride` bytes contains a sampled byte,
+        // which is a digit or a separator followed by a digit (separators
+        // stand alone between digit groups). Spaces in prose are not.
+        let c = b[i];
+        let hit = c.is_ascii_digit()
+            || (i + 1 < b.len() && b[i + 1].is_ascii_digit() && in_numeric_set(c, set));
+        if i < covered || !hit {
             i += stride;
             continue;
         }
@@ -373,84 +379,46 @@ fn ipv6(text: &str, out: &mut Vec<Found>) {
     }
 }
 
-/// API-key shapes. Plain literal prefixes, no look-arounds: the regex
-/// engine's SIMD literal prefilter then skips text without a prefix at
-/// memory speed. The word boundary before a key is checked by hand.
-fn api_key_regex() -> &'static Regex {
+/// Bearer tokens and API-key shapes, in one pattern of plain literal
+/// prefixes without look-arounds: the regex engine's SIMD literal
+/// prefilter then skips text without a prefix at memory speed. The word
+/// boundary before a match is checked by hand.
+fn token_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(concat!(
-            r"(?-u:(?:sk-(?:proj-|ant-)?|sk_live_|sk_test_|rk_live_|rk_test_|pk_live_",
+            r"(?-u:(?:Bearer|bearer|BEARER)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*",
+            r"|(?:sk-(?:proj-|ant-)?|sk_live_|sk_test_|rk_live_|rk_test_|pk_live_",
             r"|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abprs]-|glpat-|xr_)",
             r"[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35})"
         ))
-        .expect("the API key pattern compiles")
+        .expect("the token pattern compiles")
     })
 }
 
-fn is_token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-}
-
-/// `Bearer <token>` (any case of the word): `memmem` for `earer`/`EARER`,
-/// then a check of the bytes around it.
-fn bearer_tokens(b: &[u8], out: &mut Vec<Found>) {
-    static FINDERS: OnceLock<[memchr::memmem::Finder<'static>; 2]> = OnceLock::new();
-    let finders = FINDERS.get_or_init(|| {
-        [
-            memchr::memmem::Finder::new(b"earer"),
-            memchr::memmem::Finder::new(b"EARER"),
-        ]
-    });
-    for finder in finders {
-        let needle = finder.needle();
-        for p in finder.find_iter(b) {
-            if p == 0 || !matches!(b[p - 1], b'B' | b'b') {
+fn tokens(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
+    for m in token_regex().find_iter(b) {
+        let (s, e) = (m.start(), m.end());
+        if s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'_' | b'-')) {
+            continue;
+        }
+        if b[s..].len() > 6 && b[s..s + 6].eq_ignore_ascii_case(b"bearer") {
+            if !set.has(Detector::BearerToken) {
                 continue;
             }
-            if p >= 2 && b[p - 2].is_ascii_alphanumeric() {
-                continue;
-            }
-            let mut i = p + needle.len();
-            let ws = i;
-            while i < b.len() && matches!(b[i], b' ' | b'\t') {
-                i += 1;
-            }
-            if i == ws {
-                continue;
-            }
-            let start = i;
-            while i < b.len() && is_token_char(b[i]) {
-                i += 1;
-            }
-            if i - start < 8 {
-                continue;
-            }
-            while i < b.len() && b[i] == b'=' {
-                i += 1;
+            let mut t = s + 6;
+            while t < e && matches!(b[t], b' ' | b'\t') {
+                t += 1;
             }
             out.push(Found {
-                start,
-                end: i,
+                start: t,
+                end: e,
                 detector: Detector::BearerToken,
             });
-        }
-    }
-}
-
-fn tokens(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
-    if set.has(Detector::BearerToken) {
-        bearer_tokens(b, out);
-    }
-    if set.has(Detector::ApiKey) {
-        for m in api_key_regex().find_iter(b) {
-            let s = m.start();
-            if s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'_' | b'-')) {
-                continue;
-            }
+        } else if set.has(Detector::ApiKey) {
             out.push(Found {
                 start: s,
-                end: m.end(),
+                end: e,
                 detector: Detector::ApiKey,
             });
         }

@@ -299,9 +299,12 @@ impl Redactor {
 
     fn metadata(&self, prefix: &str, m: &mut Metadata, fired: &mut Fired) {
         let mut key = String::new();
-        m.retain(|k, v| {
+        // Walk in place (no re-linking of the map when nothing changes);
+        // removals are collected and applied afterwards.
+        let mut dropped: Vec<String> = Vec::new();
+        for (k, v) in m.iter_mut() {
             if is_own_key(k) {
-                return true;
+                continue;
             }
             // Keys only matter to key rules: skip building them otherwise.
             if !self.key_rules.is_empty() {
@@ -310,14 +313,14 @@ impl Redactor {
                 key.push_str(k);
             }
             match self.field(&key, v, fired) {
-                Change::Keep => true,
-                Change::Replace(new) => {
-                    *v = new;
-                    true
-                }
-                Change::Drop => false,
+                Change::Keep => {}
+                Change::Replace(new) => *v = new,
+                Change::Drop => dropped.push(k.clone()),
             }
-        });
+        }
+        for k in dropped {
+            m.remove(&k);
+        }
     }
 
     /// Redacts one field value `text` whose key is `key`. Pure.
