@@ -199,12 +199,32 @@ fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-fn in_numeric_set(c: u8, set: Detectors) -> bool {
-    c.is_ascii_digit()
-        || ((set.has(Detector::PaymentCard) || set.has(Detector::Phone))
-            && matches!(c, b' ' | b'-'))
-        || ((set.has(Detector::Phone) || set.has(Detector::Ipv4)) && c == b'.')
-        || (set.has(Detector::Phone) && matches!(c, b'(' | b')' | b'+'))
+/// Byte classes of the numeric scan, one table per combination of the
+/// card, phone and IPv4 detectors (index: card | phone << 1 | ipv4 << 2).
+static NUMERIC_SETS: [[bool; 256]; 8] = {
+    let mut tables = [[false; 256]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let (card, phone, ip) = (k & 1 != 0, k & 2 != 0, k & 4 != 0);
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            tables[k][c] = b.is_ascii_digit()
+                || ((card || phone) && (b == b' ' || b == b'-'))
+                || ((phone || ip) && b == b'.')
+                || (phone && (b == b'(' || b == b')' || b == b'+'));
+            c += 1;
+        }
+        k += 1;
+    }
+    tables
+};
+
+fn numeric_set(set: Detectors) -> &'static [bool; 256] {
+    let k = usize::from(set.has(Detector::PaymentCard))
+        | usize::from(set.has(Detector::Phone)) << 1
+        | usize::from(set.has(Detector::Ipv4)) << 2;
+    &NUMERIC_SETS[k]
 }
 
 /// Cards, phones and IPv4 addresses: runs of digits and separators,
@@ -215,25 +235,34 @@ fn numeric(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
     } else {
         13
     };
+    let in_set = numeric_set(set);
+    let half = stride / 2;
     let mut i = stride - 1;
     let mut covered = 0;
     while i < b.len() {
         // A match of at least `stride` bytes contains a sampled byte,
         // which is a digit or a separator followed by a digit (separators
         // stand alone between digit groups). Spaces in prose are not.
+        // And since a match is at least `stride` bytes long, one of the
+        // bytes `half` before or after the sample is in the match too. All
+        // checks are table lookups combined without branches: in
+        // digit-dense JSON (ids, prices) the one branch below is still
+        // rarely taken.
+        let at = |j: usize| b.get(j).map_or(0u8, |&c| c);
+        let class = |j: usize| in_set[usize::from(at(j))];
         let c = b[i];
-        let hit = c.is_ascii_digit()
-            || (i + 1 < b.len() && b[i + 1].is_ascii_digit() && in_numeric_set(c, set));
+        let hit = (c.is_ascii_digit() | (in_set[usize::from(c)] & at(i + 1).is_ascii_digit()))
+            & (class(i.wrapping_sub(half)) | class(i + half));
         if i < covered || !hit {
             i += stride;
             continue;
         }
         let mut l = i;
-        while l > covered && in_numeric_set(b[l - 1], set) {
+        while l > covered && in_set[usize::from(b[l - 1])] {
             l -= 1;
         }
         let mut r = i + 1;
-        while r < b.len() && in_numeric_set(b[r], set) {
+        while r < b.len() && in_set[usize::from(b[r])] {
             r += 1;
         }
         if r - l >= 7 {
