@@ -417,15 +417,58 @@ fn token_regex() -> &'static Regex {
     RE.get_or_init(|| {
         Regex::new(concat!(
             r"(?-u:(?:Bearer|bearer|BEARER)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*",
-            r"|(?:sk-(?:proj-|ant-)?|sk_live_|sk_test_|rk_live_|rk_test_|pk_live_",
-            r"|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abprs]-|glpat-|xr_)",
+            r"|(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_",
+            r"|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abprs]-|glpat-)",
             r"[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35})"
         ))
         .expect("the token pattern compiles")
     })
 }
 
+fn is_key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+/// `sk-…` and `xr_…` keys: their 3-byte prefixes would weaken the regex
+/// prefilter (every 3-byte literal makes it verify more candidates), so
+/// they get `memmem` passes of their own.
+fn short_prefix_keys(b: &[u8], out: &mut Vec<Found>) {
+    static FINDERS: OnceLock<[memchr::memmem::Finder<'static>; 2]> = OnceLock::new();
+    let finders = FINDERS.get_or_init(|| {
+        [
+            memchr::memmem::Finder::new(b"sk-"),
+            memchr::memmem::Finder::new(b"xr_"),
+        ]
+    });
+    for f in finders {
+        for s in f.find_iter(b) {
+            if s > 0 && is_key_char(b[s - 1]) {
+                continue;
+            }
+            let mut e = s + 3;
+            while e < b.len() && is_key_char(b[e]) {
+                e += 1;
+            }
+            let body = &b[s + 3..e];
+            let body = body
+                .strip_prefix(b"proj-")
+                .or_else(|| body.strip_prefix(b"ant-"))
+                .unwrap_or(body);
+            if body.len() >= 16 {
+                out.push(Found {
+                    start: s,
+                    end: e,
+                    detector: Detector::ApiKey,
+                });
+            }
+        }
+    }
+}
+
 fn tokens(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
+    if set.has(Detector::ApiKey) {
+        short_prefix_keys(b, out);
+    }
     for m in token_regex().find_iter(b) {
         let (s, e) = (m.start(), m.end());
         if s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'_' | b'-')) {
