@@ -24,7 +24,9 @@
 //! user gets with one default `redact` processor (email, payment card,
 //! bearer token and API-key detectors) and the `[limits]` defaults; and
 //! `…_with_secrets`, where every 8th span's input holds an email, a card
-//! number and an API key (the path that redacts and re-encodes JSON).
+//! number and an API key (the path that redacts and re-encodes JSON);
+//! `default_chain_only_512_spans` times the chain alone on rows mapped
+//! outside the measurement (the steadiest figure on a busy machine).
 //!
 //! Run: `cargo bench -p xray-collector --bench mapper`
 //! Latest results are in `docs/benchmarks.md`.
@@ -229,6 +231,19 @@ fn bench(c: &mut Criterion) {
                 chain.apply(&mut out.batch);
                 black_box(out)
             })
+        })
+    });
+    g.bench_function("default_chain_only_512_spans", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut out = map_protobuf(&bytes, &ctx).expect("decode");
+                let start = thread_cpu_time();
+                chain.apply(black_box(&mut out.batch));
+                total += thread_cpu_time().saturating_sub(start);
+                black_box(out);
+            }
+            total
         })
     });
     g.bench_function("decode_and_map_512_spans_with_secrets", |b| {

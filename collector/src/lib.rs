@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! OTLP/gRPC :4317 ─┐
-//!                  ├─► mapper (pure) ─► bounded queue ─► batcher ─► primary sink
-//! OTLP/HTTP :4318 ─┘                                           └─► extra sinks
+//!                  ├─► mapper (pure) ─► processors ─► bounded queue ─► batcher ─► primary sink
+//! OTLP/HTTP :4318 ─┘                   └─► forward (own queues)               └─► extra sinks
 //! ```
 //!
 //! - [`Collector::start`] binds both listeners and starts the batcher;
@@ -13,6 +13,8 @@
 //!   given to [`Collector::start`]: the API key (`x-api-key` or
 //!   `authorization: Bearer …`) decides the app the rows belong to.
 //! - [`mapper::map`] is the pure mapping function, usable on its own.
+//! - [`processor`]: the `[[processors]]` chain (redact, sample, limits,
+//!   forward) every mapped batch goes through before it is queued.
 //! - [`render_metrics`] / [`metrics_router`] expose Prometheus metrics.
 //!
 //! A request is acknowledged once its rows are in the durable spool

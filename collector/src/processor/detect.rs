@@ -199,12 +199,32 @@ fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-fn in_numeric_set(c: u8, set: Detectors) -> bool {
-    c.is_ascii_digit()
-        || ((set.has(Detector::PaymentCard) || set.has(Detector::Phone))
-            && matches!(c, b' ' | b'-'))
-        || ((set.has(Detector::Phone) || set.has(Detector::Ipv4)) && c == b'.')
-        || (set.has(Detector::Phone) && matches!(c, b'(' | b')' | b'+'))
+/// Byte classes of the numeric scan, one table per combination of the
+/// card, phone and IPv4 detectors (index: card | phone << 1 | ipv4 << 2).
+static NUMERIC_SETS: [[bool; 256]; 8] = {
+    let mut tables = [[false; 256]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let (card, phone, ip) = (k & 1 != 0, k & 2 != 0, k & 4 != 0);
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            tables[k][c] = b.is_ascii_digit()
+                || ((card || phone) && (b == b' ' || b == b'-'))
+                || ((phone || ip) && b == b'.')
+                || (phone && (b == b'(' || b == b')' || b == b'+'));
+            c += 1;
+        }
+        k += 1;
+    }
+    tables
+};
+
+fn numeric_set(set: Detectors) -> &'static [bool; 256] {
+    let k = usize::from(set.has(Detector::PaymentCard))
+        | usize::from(set.has(Detector::Phone)) << 1
+        | usize::from(set.has(Detector::Ipv4)) << 2;
+    &NUMERIC_SETS[k]
 }
 
 /// Cards, phones and IPv4 addresses: runs of digits and separators,
@@ -215,19 +235,34 @@ fn numeric(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
     } else {
         13
     };
+    let in_set = numeric_set(set);
+    let half = stride / 2;
     let mut i = stride - 1;
     let mut covered = 0;
     while i < b.len() {
-        if i < covered || !in_numeric_set(b[i], set) {
+        // A match of at least `stride` bytes contains a sampled byte,
+        // which is a digit or a separator followed by a digit (separators
+        // stand alone between digit groups). Spaces in prose are not.
+        // And since a match is at least `stride` bytes long, one of the
+        // bytes `half` before or after the sample is in the match too. All
+        // checks are table lookups combined without branches: in
+        // digit-dense JSON (ids, prices) the one branch below is still
+        // rarely taken.
+        let at = |j: usize| b.get(j).map_or(0u8, |&c| c);
+        let class = |j: usize| in_set[usize::from(at(j))];
+        let c = b[i];
+        let hit = (c.is_ascii_digit() | (in_set[usize::from(c)] & at(i + 1).is_ascii_digit()))
+            & (class(i.wrapping_sub(half)) | class(i + half));
+        if i < covered || !hit {
             i += stride;
             continue;
         }
         let mut l = i;
-        while l > covered && in_numeric_set(b[l - 1], set) {
+        while l > covered && in_set[usize::from(b[l - 1])] {
             l -= 1;
         }
         let mut r = i + 1;
-        while r < b.len() && in_numeric_set(b[r], set) {
+        while r < b.len() && in_set[usize::from(b[r])] {
             r += 1;
         }
         if r - l >= 7 {
@@ -373,35 +408,89 @@ fn ipv6(text: &str, out: &mut Vec<Found>) {
     }
 }
 
+/// Bearer tokens and API-key shapes, in one pattern of plain literal
+/// prefixes without look-arounds: the regex engine's SIMD literal
+/// prefilter then skips text without a prefix at memory speed. The word
+/// boundary before a match is checked by hand.
 fn token_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(concat!(
-            r"(?-u:(?:[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+([A-Za-z0-9\-._~+/]{8,}=*))",
-            r"|(?:\b((?:sk-(?:proj-|ant-)?|sk_live_|sk_test_|rk_live_|rk_test_|pk_live_",
-            r"|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abprs]-|glpat-|xr_)",
-            r"[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35})))"
+            r"(?-u:(?:Bearer|bearer|BEARER)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*",
+            r"|(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_",
+            r"|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abprs]-|glpat-)",
+            r"[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35})"
         ))
         .expect("the token pattern compiles")
     })
 }
 
+fn is_key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+/// `sk-…` and `xr_…` keys: their 3-byte prefixes would weaken the regex
+/// prefilter (every 3-byte literal makes it verify more candidates), so
+/// they get `memmem` passes of their own.
+fn short_prefix_keys(b: &[u8], out: &mut Vec<Found>) {
+    static FINDERS: OnceLock<[memchr::memmem::Finder<'static>; 2]> = OnceLock::new();
+    let finders = FINDERS.get_or_init(|| {
+        [
+            memchr::memmem::Finder::new(b"sk-"),
+            memchr::memmem::Finder::new(b"xr_"),
+        ]
+    });
+    for f in finders {
+        for s in f.find_iter(b) {
+            if s > 0 && is_key_char(b[s - 1]) {
+                continue;
+            }
+            let mut e = s + 3;
+            while e < b.len() && is_key_char(b[e]) {
+                e += 1;
+            }
+            let body = &b[s + 3..e];
+            let body = body
+                .strip_prefix(b"proj-")
+                .or_else(|| body.strip_prefix(b"ant-"))
+                .unwrap_or(body);
+            if body.len() >= 16 {
+                out.push(Found {
+                    start: s,
+                    end: e,
+                    detector: Detector::ApiKey,
+                });
+            }
+        }
+    }
+}
+
 fn tokens(b: &[u8], set: Detectors, out: &mut Vec<Found>) {
-    for caps in token_regex().captures_iter(b) {
-        if let Some(m) = caps.get(1)
-            && set.has(Detector::BearerToken)
-        {
+    if set.has(Detector::ApiKey) {
+        short_prefix_keys(b, out);
+    }
+    for m in token_regex().find_iter(b) {
+        let (s, e) = (m.start(), m.end());
+        if s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'_' | b'-')) {
+            continue;
+        }
+        if b[s..].len() > 6 && b[s..s + 6].eq_ignore_ascii_case(b"bearer") {
+            if !set.has(Detector::BearerToken) {
+                continue;
+            }
+            let mut t = s + 6;
+            while t < e && matches!(b[t], b' ' | b'\t') {
+                t += 1;
+            }
             out.push(Found {
-                start: m.start(),
-                end: m.end(),
+                start: t,
+                end: e,
                 detector: Detector::BearerToken,
             });
-        } else if let Some(m) = caps.get(2)
-            && set.has(Detector::ApiKey)
-        {
+        } else if set.has(Detector::ApiKey) {
             out.push(Found {
-                start: m.start(),
-                end: m.end(),
+                start: s,
+                end: e,
                 detector: Detector::ApiKey,
             });
         }

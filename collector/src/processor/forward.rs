@@ -384,6 +384,52 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_dead_downstream_never_blocks_and_overflow_is_counted() {
+        // A port nobody listens on: every attempt fails to connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (fw, task) = Forwarder::start(
+            &ForwardConfig {
+                endpoint: format!("http://127.0.0.1:{port}/v1/traces"),
+                protocol: ForwardProtocol::Http,
+                queue_size: 2,
+                max_retries: 50,
+                initial_backoff_ms: 1000,
+                max_backoff_ms: 1000,
+                ..Default::default()
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        let dropped = |m: &str| {
+            m.lines()
+                .find(|l| {
+                    l.starts_with("xray_processor_forward_requests_total{outcome=\"dropped\"}")
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap()
+        };
+        let mut out = String::new();
+        metrics::render(&mut out);
+        let before = dropped(&out);
+        let started = std::time::Instant::now();
+        for _ in 0..100 {
+            fw.offer(Bytes::from_static(b"\x0a\x00"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "offer waited");
+        let mut out = String::new();
+        metrics::render(&mut out);
+        // One request in flight, two queued, the rest dropped.
+        assert!(dropped(&out) - before >= 97, "{out}");
+        drop(fw);
+        task.abort();
+    }
+
     #[test]
     fn forwarded_copy_is_redacted_attribute_by_attribute() {
         let req = ExportTraceServiceRequest {

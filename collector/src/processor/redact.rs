@@ -298,23 +298,29 @@ impl Redactor {
     }
 
     fn metadata(&self, prefix: &str, m: &mut Metadata, fired: &mut Fired) {
-        let mut key = String::with_capacity(prefix.len() + 32);
-        m.retain(|k, v| {
+        let mut key = String::new();
+        // Walk in place (no re-linking of the map when nothing changes);
+        // removals are collected and applied afterwards.
+        let mut dropped: Vec<String> = Vec::new();
+        for (k, v) in m.iter_mut() {
             if is_own_key(k) {
-                return true;
+                continue;
             }
-            key.clear();
-            key.push_str(prefix);
-            key.push_str(k);
+            // Keys only matter to key rules: skip building them otherwise.
+            if !self.key_rules.is_empty() {
+                key.clear();
+                key.push_str(prefix);
+                key.push_str(k);
+            }
             match self.field(&key, v, fired) {
-                Change::Keep => true,
-                Change::Replace(new) => {
-                    *v = new;
-                    true
-                }
-                Change::Drop => false,
+                Change::Keep => {}
+                Change::Replace(new) => *v = new,
+                Change::Drop => dropped.push(k.clone()),
             }
-        });
+        }
+        for k in dropped {
+            m.remove(&k);
+        }
     }
 
     /// Redacts one field value `text` whose key is `key`. Pure.
@@ -332,7 +338,10 @@ impl Redactor {
         }
         let t = text;
         let first = t.trim_start().as_bytes().first().copied();
-        let changed = if matches!(first, Some(b'{' | b'[')) && self.json_may_change(key, t) {
+        let changed = if matches!(first, Some(b'{' | b'[')) {
+            if !self.json_may_change(key, t) {
+                return Change::Keep;
+            }
             match serde_json::from_str::<Value>(t) {
                 Ok(mut v) => {
                     if self.json(key, &mut v, fired) {
