@@ -195,14 +195,14 @@ async fn main() {
             .expect("open sqlite");
         run("sqlite", &db, batches, rows, llm_bytes).await;
     }
-    if wanted("clickhouse") {
-        if let Some(db) = xray_store::clickhouse::testing::isolated().await {
-            run("clickhouse", &db.backend, batches, rows, llm_bytes).await;
-        }
+    if wanted("clickhouse")
+        && let Some(db) = xray_store::clickhouse::testing::isolated().await
+    {
+        run("clickhouse", &db.backend, batches, rows, llm_bytes).await;
     }
-    if wanted("postgres") {
-        if let Some(db) = xray_store::postgres::testing::isolated().await {
-            run("postgres", &db.backend, batches, rows, llm_bytes).await;
-        }
+    if wanted("postgres")
+        && let Some(db) = xray_store::postgres::testing::isolated().await
+    {
+        run("postgres", &db.backend, batches, rows, llm_bytes).await;
     }
 }
