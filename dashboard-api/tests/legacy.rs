@@ -27,6 +27,8 @@ struct Env {
     api: SocketAddr,
     auth: xray_auth::Authenticator,
     http: reqwest::Client,
+    /// The collector's spool (kept until the test ends).
+    _spool: tempfile::TempDir,
 }
 
 impl Env {
@@ -35,6 +37,9 @@ impl Env {
         config.receivers.otlp.grpc_addr = "127.0.0.1:0".into();
         config.receivers.otlp.http_addr = "127.0.0.1:0".into();
         config.pipeline.flush_interval_ms = 20;
+        // Each collector its own spool, not `xray-data/spool` in the crate folder.
+        let spool = tempfile::tempdir().unwrap();
+        config.pipeline.spool_dir = spool.path().display().to_string();
         config.auth = AuthConfig {
             required,
             admin_token: ADMIN.into(),
@@ -56,6 +61,7 @@ impl Env {
             api,
             auth,
             http: reqwest::Client::new(),
+            _spool: spool,
         }
     }
 

@@ -22,6 +22,9 @@ async fn send(protocol: Protocol) {
     config.receivers.otlp.grpc_addr = "127.0.0.1:0".into();
     config.receivers.otlp.http_addr = "127.0.0.1:0".into();
     config.pipeline.flush_interval_ms = 50;
+    // The collector's own spool, not `xray-data/spool` in the crate folder.
+    let spool = tempfile::tempdir().unwrap();
+    config.pipeline.spool_dir = spool.path().display().to_string();
     config.auth.required = true;
     let primary: Arc<dyn Sink> = store.backend.clone();
     let keys: Arc<dyn xray_store::Store> = store.backend.clone();
