@@ -234,9 +234,10 @@ pub struct PipelineConfig {
     pub max_queue_bytes: u64,
     /// Keep accepted batches in an on-disk spool until the store has them.
     pub spool_enabled: bool,
-    /// Directory of the spool; empty: `spool/` next to the SQLite file
-    /// (`xray-data/spool` by default), `xray-data/spool` in the working
-    /// directory for the other backends. See [`Config::spool_dir`].
+    /// Directory of the spool; empty: the SQLite file's path plus `-spool`
+    /// (`xray-data/xray.db-spool` by default, beside SQLite's own `-wal`
+    /// file, so each database has its own spool), `xray-data/spool` in the
+    /// working directory for the other backends. See [`Config::spool_dir`].
     pub spool_dir: String,
     /// Largest size of the spool on disk, in bytes; a full spool answers
     /// "retry later".
@@ -277,14 +278,10 @@ impl Config {
         if !self.pipeline.spool_dir.is_empty() {
             return Some(self.pipeline.spool_dir.clone().into());
         }
-        let data = match self.storage.backend {
-            BackendKind::Sqlite => std::path::Path::new(&self.storage.sqlite.path)
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default(),
-            _ => std::path::PathBuf::from("xray-data"),
-        };
-        Some(data.join("spool"))
+        Some(match self.storage.backend {
+            BackendKind::Sqlite => format!("{}-spool", self.storage.sqlite.path).into(),
+            _ => std::path::PathBuf::from("xray-data").join("spool"),
+        })
     }
 }
 
@@ -445,6 +442,33 @@ pub fn mask_url_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spool_dir_belongs_to_its_database() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.spool_dir(),
+            Some(std::path::PathBuf::from("xray-data/xray.db-spool"))
+        );
+        // Two SQLite databases in one folder get two spools.
+        c.storage.sqlite.path = "/tmp/x/auth.db".into();
+        assert_eq!(
+            c.spool_dir(),
+            Some(std::path::PathBuf::from("/tmp/x/auth.db-spool"))
+        );
+        c.storage.backend = BackendKind::Postgres;
+        assert_eq!(
+            c.spool_dir(),
+            Some(std::path::PathBuf::from("xray-data/spool"))
+        );
+        c.pipeline.spool_dir = "/var/lib/xray/spool".into();
+        assert_eq!(
+            c.spool_dir(),
+            Some(std::path::PathBuf::from("/var/lib/xray/spool"))
+        );
+        c.pipeline.spool_enabled = false;
+        assert_eq!(c.spool_dir(), None);
+    }
 
     #[test]
     fn masks_url_passwords_only() {
