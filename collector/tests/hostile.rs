@@ -49,6 +49,25 @@ fn root(trace: u8, pipeline: &str) -> Span {
     }
 }
 
+/// The execution span of `trace` and `n` child-span steps under it.
+fn execution_with_steps(trace: u8, pipeline: &str, n: u32) -> Vec<Span> {
+    let mut spans = vec![root(trace, pipeline)];
+    for i in 0..n {
+        let mut id = vec![0u8; 8];
+        id[4..].copy_from_slice(&(i + 2).to_be_bytes());
+        spans.push(Span {
+            trace_id: vec![trace; 16],
+            span_id: id,
+            parent_span_id: vec![1; 8],
+            name: "s".into(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_000_000_100,
+            ..Default::default()
+        });
+    }
+    spans
+}
+
 fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
@@ -487,22 +506,7 @@ async fn unknown_enum_values_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_numbers_of_spans_in_one_request() {
     let (c, store) = common::start(&common::config()).await;
-    let n = 50_000u32;
-    let mut spans = vec![root(0x1f, "huge")];
-    for i in 0..n {
-        let mut id = vec![0u8; 8];
-        id[4..].copy_from_slice(&(i + 2).to_be_bytes());
-        spans.push(Span {
-            trace_id: vec![0x1f; 16],
-            span_id: id,
-            parent_span_id: vec![1; 8],
-            name: "s".into(),
-            start_time_unix_nano: 1_700_000_000_000_000_000,
-            end_time_unix_nano: 1_700_000_000_000_000_100,
-            ..Default::default()
-        });
-    }
-    let body = request(spans).encode_to_vec();
+    let body = request(execution_with_steps(0x1f, "huge", 50_000)).encode_to_vec();
     assert!(body.len() < 16 * 1024 * 1024);
     let a = protobuf(&c, body).await;
     assert_eq!(a.status, 200);
@@ -517,24 +521,10 @@ async fn huge_numbers_of_spans_in_one_request_are_all_stored_without_a_step_cap(
     let mut config = common::config();
     config.limits.max_steps_per_execution = 0;
     let (c, store) = common::start(&config).await;
-    let n = 50_000u32;
-    let mut spans = vec![root(0x21, "huge-uncapped")];
-    for i in 0..n {
-        let mut id = vec![0u8; 8];
-        id[4..].copy_from_slice(&(i + 2).to_be_bytes());
-        spans.push(Span {
-            trace_id: vec![0x21; 16],
-            span_id: id,
-            parent_span_id: vec![1; 8],
-            name: "s".into(),
-            start_time_unix_nano: 1_700_000_000_000_000_000,
-            end_time_unix_nano: 1_700_000_000_000_000_100,
-            ..Default::default()
-        });
-    }
+    let spans = execution_with_steps(0x21, "huge-uncapped", 50_000);
     let a = protobuf(&c, request(spans).encode_to_vec()).await;
     assert_eq!(a.status, 200);
     c.shutdown().await.unwrap();
     let d = stored(&store, 0x21).await.expect("stored");
-    assert_eq!(d.steps.len(), n as usize);
+    assert_eq!(d.steps.len(), 50_000);
 }

@@ -107,34 +107,7 @@ pub fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, LegacyError
         }
         return Ok(vec![v]);
     }
-    let events = match v {
-        Value::Object(mut o) => match o.remove("events") {
-            Some(Value::Array(a)) => a,
-            Some(other) => {
-                return Err(LegacyError::field(
-                    "events",
-                    format!("expected an array, got {other}"),
-                ));
-            }
-            None => return Err(LegacyError::field("events", "required: an array of events")),
-        },
-        other => {
-            return Err(LegacyError::field(
-                "body",
-                format!("expected {{\"events\": [...]}}, got {other}"),
-            ));
-        }
-    };
-    if events.len() > MAX_BATCH_EVENTS {
-        return Err(LegacyError::field(
-            "events",
-            format!(
-                "{} events in one batch; send at most {MAX_BATCH_EVENTS}",
-                events.len()
-            ),
-        ));
-    }
-    Ok(events)
+    values::events_envelope(v, MAX_BATCH_EVENTS, "batch")
 }
 
 /// The step type of an event type.

@@ -257,34 +257,7 @@ impl RunsOutcome {
 /// The events of a `POST /ingest` body.
 pub fn parse_ingest(body: &[u8]) -> Result<Vec<Value>, LegacyError> {
     let v: Value = values::parse_body(body)?;
-    let events = match v {
-        Value::Object(mut o) => match o.remove("events") {
-            Some(Value::Array(a)) => a,
-            Some(other) => {
-                return Err(LegacyError::field(
-                    "events",
-                    format!("expected an array, got {other}"),
-                ));
-            }
-            None => return Err(LegacyError::field("events", "required: an array of events")),
-        },
-        other => {
-            return Err(LegacyError::field(
-                "body",
-                format!("expected {{\"events\": [...]}}, got {other}"),
-            ));
-        }
-    };
-    if events.len() > MAX_EVENTS {
-        return Err(LegacyError::field(
-            "events",
-            format!(
-                "{} events in one request; send at most {MAX_EVENTS}",
-                events.len()
-            ),
-        ));
-    }
-    Ok(events)
+    values::events_envelope(v, MAX_EVENTS, "request")
 }
 
 /// The run ids a request's events refer to (runs' `id`, steps' `run_id`),

@@ -38,6 +38,36 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     serde_json::from_slice(body).map_err(|e| LegacyError::Json(e.to_string()))
 }
 
+/// The `events` array of a `{"events": [...]}` body, at most `max` of them
+/// (`unit` names what they came in: "batch", "request").
+pub(crate) fn events_envelope(v: Value, max: usize, unit: &str) -> Result<Vec<Value>, LegacyError> {
+    let events = match v {
+        Value::Object(mut o) => match o.remove("events") {
+            Some(Value::Array(a)) => a,
+            Some(other) => {
+                return Err(LegacyError::field(
+                    "events",
+                    format!("expected an array, got {other}"),
+                ));
+            }
+            None => return Err(LegacyError::field("events", "required: an array of events")),
+        },
+        other => {
+            return Err(LegacyError::field(
+                "body",
+                format!("expected {{\"events\": [...]}}, got {other}"),
+            ));
+        }
+    };
+    if events.len() > max {
+        return Err(LegacyError::field(
+            "events",
+            format!("{} events in one {unit}; send at most {max}", events.len()),
+        ));
+    }
+    Ok(events)
+}
+
 /// Unix nanoseconds of a number of unix milliseconds.
 pub(crate) fn ms_to_ns(ms: f64) -> Option<i64> {
     let ns = ms * 1_000_000.0;

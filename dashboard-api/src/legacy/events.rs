@@ -25,9 +25,9 @@ use serde_json::{Map, Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xray_model::{Step, StepType};
-use xray_store::{ExecutionDetail, ExecutionFilter, PageRequest};
+use xray_store::ExecutionDetail;
 
-use super::{ErrorStyle, EventErrorBody, LegacyError, limit};
+use super::{ErrorStyle, EventErrorBody, LegacyError};
 use crate::AppState;
 use crate::handlers::RequestScope;
 use crate::query::{format_time, ns_to_ms, parse_query};
@@ -258,11 +258,6 @@ async fn get_event(
     Ok(Json(event_view(&step, &trace, &exec_span)))
 }
 
-#[derive(Debug, Deserialize)]
-struct TracesQuery {
-    limit: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/traces",
@@ -282,19 +277,11 @@ async fn list_traces(
     RequestScope(scope): RequestScope,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, LegacyError> {
-    let q: TracesQuery = parse_query(raw.as_deref().unwrap_or("")).map_err(err)?;
-    let limit = limit(q.limit.as_deref(), 50, MAX_TRACES).map_err(err)?;
-    let page = state
-        .store
-        .list_executions(
-            &scope,
-            &ExecutionFilter::default(),
-            &PageRequest { limit, after: None },
-        )
+    let items = super::newest_executions(&state, &scope, raw.as_deref(), 50, MAX_TRACES)
         .await
         .map_err(err)?;
-    let mut traces = Vec::with_capacity(page.items.len());
-    for item in page.items {
+    let mut traces = Vec::with_capacity(items.len());
+    for item in items {
         let e = &item.execution;
         let scope = Scope::App(e.app.clone());
         if let Some(d) = state

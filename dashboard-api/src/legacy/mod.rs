@@ -24,7 +24,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Scope};
 
 /// How a legacy service words an error body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,4 +163,32 @@ pub(crate) fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, Ap
             )),
         },
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+}
+
+/// The newest executions of `scope` for a legacy list endpoint: `?limit=`
+/// is `default` when absent, else 1 to `max`; any other query key is an
+/// error.
+pub(crate) async fn newest_executions(
+    state: &AppState,
+    scope: &Scope,
+    raw_query: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<Vec<xray_store::ExecutionSummary>, ApiError> {
+    let q: ListQuery = crate::query::parse_query(raw_query.unwrap_or(""))?;
+    let limit = limit(q.limit.as_deref(), default, max)?;
+    let page = state
+        .store
+        .list_executions(
+            scope,
+            &xray_store::ExecutionFilter::default(),
+            &xray_store::PageRequest { limit, after: None },
+        )
+        .await?;
+    Ok(page.items)
 }

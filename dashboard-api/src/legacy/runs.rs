@@ -25,19 +25,18 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xray_model::{Execution, Status, Step};
-use xray_store::{ExecutionDetail, ExecutionFilter, PageRequest};
+use xray_store::ExecutionDetail;
 
-use super::{ErrorStyle, LegacyError, RunErrorBody, limit};
+use super::{ErrorStyle, LegacyError, RunErrorBody};
 use crate::ApiError;
 use crate::AppState;
 use crate::funnel::execution_funnel;
 use crate::handlers::RequestScope;
-use crate::query::{format_time, parse_query};
+use crate::query::format_time;
 use crate::view::render_json;
 
 const STYLE: ErrorStyle = ErrorStyle::Detail;
@@ -186,11 +185,6 @@ pub fn analyze(detail: &ExecutionDetail) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct RunsQuery {
-    limit: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/runs",
@@ -210,22 +204,11 @@ async fn list_runs(
     RequestScope(scope): RequestScope,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, LegacyError> {
-    let q: RunsQuery = parse_query(raw.as_deref().unwrap_or("")).map_err(err)?;
-    let limit = limit(q.limit.as_deref(), 50, MAX_RUNS).map_err(err)?;
-    let page = state
-        .store
-        .list_executions(
-            &scope,
-            &ExecutionFilter::default(),
-            &PageRequest { limit, after: None },
-        )
+    let items = super::newest_executions(&state, &scope, raw.as_deref(), 50, MAX_RUNS)
         .await
         .map_err(err)?;
     Ok(Json(Value::Array(
-        page.items
-            .iter()
-            .map(|i| run_view(&i.execution, None))
-            .collect(),
+        items.iter().map(|i| run_view(&i.execution, None)).collect(),
     )))
 }
 
