@@ -45,7 +45,6 @@ use super::snapshot::version;
 use super::values::{self, LegacyError, count, meta_text, number, payload, text};
 use super::{ErrorStyle, ids};
 use crate::mapper::IngestContext;
-use crate::metrics::Transport;
 use crate::receiver::Ingest;
 
 /// Tag hashed into the ids of event rows.
@@ -319,17 +318,11 @@ async fn post_batch(State(ingest): State<Ingest>, headers: HeaderMap, body: Body
 async fn handle(ingest: Ingest, headers: HeaderMap, body: Body, single: bool) -> Response {
     let started = Instant::now();
     let style = ErrorStyle::Error;
-    let principal = match ingest
-        .authenticate_headers(&headers, Transport::LegacyJson, started)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return super::auth_error(style, &e),
-    };
-    let bytes = match super::read_body(&ingest, style, &headers, body, started).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let (principal, bytes) =
+        match super::authenticated_body(&ingest, style, &headers, body, started).await {
+            Ok(pb) => pb,
+            Err(r) => return r,
+        };
     let events = match parse_events(&bytes, single) {
         Ok(e) => e,
         Err(e) => return super::refuse(style, StatusCode::BAD_REQUEST, &e, started),

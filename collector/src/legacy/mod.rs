@@ -75,6 +75,24 @@ pub(crate) fn auth_error(style: ErrorStyle, e: &xray_auth::AuthError) -> Respons
     r
 }
 
+/// Authenticates an ingest request (its `x-api-key` or bearer key), then
+/// reads its body: the principal and the bytes, or the error response in
+/// the service's style.
+pub(crate) async fn authenticated_body(
+    ingest: &Ingest,
+    style: ErrorStyle,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<(xray_auth::Principal, Bytes), Response> {
+    let principal = ingest
+        .authenticate_headers(headers, Transport::LegacyJson, started)
+        .await
+        .map_err(|e| auth_error(style, &e))?;
+    let bytes = read_body(ingest, style, headers, body, started).await?;
+    Ok((principal, bytes))
+}
+
 /// Reads a request body up to the receiver's limit: 413 above it, 400 when
 /// the connection fails.
 pub(crate) async fn read_body(

@@ -47,7 +47,6 @@ use super::values::{
 };
 use super::{ErrorStyle, ids};
 use crate::mapper::IngestContext;
-use crate::metrics::Transport;
 use crate::receiver::Ingest;
 
 /// Tag hashed into the ids of run rows.
@@ -648,17 +647,11 @@ async fn post_ingest(
 ) -> Response {
     let started = Instant::now();
     let style = ErrorStyle::Detail;
-    let principal = match ingest
-        .authenticate_headers(&headers, Transport::LegacyJson, started)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return super::auth_error(style, &e),
-    };
-    let bytes = match super::read_body(&ingest, style, &headers, body, started).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let (principal, bytes) =
+        match super::authenticated_body(&ingest, style, &headers, body, started).await {
+            Ok(pb) => pb,
+            Err(r) => return r,
+        };
     let events = match parse_ingest(&bytes) {
         Ok(e) => e,
         Err(e) => return super::refuse(style, StatusCode::UNPROCESSABLE_ENTITY, &e, started),

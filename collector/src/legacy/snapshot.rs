@@ -274,17 +274,11 @@ pub(crate) fn candidate_counts(
 async fn post_execution(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let style = ErrorStyle::Error;
-    let principal = match ingest
-        .authenticate_headers(&headers, Transport::LegacyJson, started)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return super::auth_error(style, &e),
-    };
-    let bytes = match super::read_body(&ingest, style, &headers, body, started).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let (principal, bytes) =
+        match super::authenticated_body(&ingest, style, &headers, body, started).await {
+            Ok(pb) => pb,
+            Err(r) => return r,
+        };
     let ctx = IngestContext::new(principal.ingest_app(), crate::receiver::now_ns());
     let batch = match map_snapshot(&bytes, &ctx) {
         Ok(b) => b,
