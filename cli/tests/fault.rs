@@ -135,17 +135,29 @@ fn export(server: &Server, n: u32) -> bool {
     )
 }
 
-#[test]
-fn every_acknowledged_execution_is_stored_exactly_once_across_a_store_outage_and_a_sigkill() {
+/// A runtime for the test's store reads, a fresh Postgres database, a proxy
+/// in front of it that the test can cut, and the database URL through the
+/// proxy (same database, the proxy's address).
+fn proxied_postgres() -> (
+    tokio::runtime::Runtime,
+    xray_store::postgres::testing::IsolatedPostgres,
+    Proxy,
+    String,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let db = rt.block_on(xray_store::postgres::testing::require());
-    // Postgres behind the proxy: same database, the proxy's address.
     let url = url_parts::Url::parse(&db.url);
     let proxy = Proxy::start(url.host_port.clone());
     let proxied = url.with_host_port(&proxy.addr);
+    (rt, db, proxy, proxied)
+}
+
+#[test]
+fn every_acknowledged_execution_is_stored_exactly_once_across_a_store_outage_and_a_sigkill() {
+    let (rt, db, proxy, proxied) = proxied_postgres();
 
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -287,14 +299,7 @@ fn every_acknowledged_execution_is_stored_exactly_once_across_a_store_outage_and
 
 #[test]
 fn sigterm_with_the_store_down_keeps_acknowledged_data_in_the_spool_and_exits_0() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt.block_on(xray_store::postgres::testing::require());
-    let url = url_parts::Url::parse(&db.url);
-    let proxy = Proxy::start(url.host_port.clone());
-    let proxied = url.with_host_port(&proxy.addr);
+    let (rt, db, proxy, proxied) = proxied_postgres();
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("XRAY_STORAGE__BACKEND", "postgres"),
