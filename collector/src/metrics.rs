@@ -253,9 +253,14 @@ pub(crate) fn record_extra_dropped(rows: u64) {
         .fetch_add(rows, Ordering::Relaxed);
 }
 
-fn counter_family(out: &mut String, name: &str, help: &str, value: impl Fn(&PerTransport) -> u64) {
+/// The `# HELP` and `# TYPE` lines of a metric family.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn counter_family(out: &mut String, name: &str, help: &str, value: impl Fn(&PerTransport) -> u64) {
+    header(out, name, "counter", help);
     for tr in Transport::ALL {
         let _ = writeln!(
             out,
@@ -266,9 +271,9 @@ fn counter_family(out: &mut String, name: &str, help: &str, value: impl Fn(&PerT
     }
 }
 
-fn scalar(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// A metric family of one unlabelled sample.
+pub(crate) fn scalar(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+    header(out, name, kind, help);
     let _ = writeln!(out, "{name} {v}");
 }
 

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use xray_config::RedactAction;
 
+use crate::metrics::{header, scalar};
+
 const ACTIONS: [&str; 3] = ["mask", "hash", "drop"];
 const REASONS: [&str; 3] = ["failed", "slow", "sampled"];
 const LIMITED: [&str; 4] = ["metadata", "steps", "candidates", "events"];
@@ -96,12 +98,16 @@ pub(crate) fn forward_queued(delta: i64) {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn labelled(out: &mut String, name: &str, label: &str, values: &[&str], counters: &[AtomicU64]) {
+/// A counter family with one sample per label value.
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+    counters: &[AtomicU64],
+) {
+    header(out, name, "counter", help);
     for (v, c) in values.iter().zip(counters) {
         let _ = writeln!(
             out,
@@ -111,55 +117,79 @@ fn labelled(out: &mut String, name: &str, label: &str, values: &[&str], counters
     }
 }
 
-fn plain(out: &mut String, name: &str, a: &AtomicU64) {
-    let _ = writeln!(out, "{name} {}", a.load(Ordering::Relaxed));
+fn counter(out: &mut String, name: &str, help: &str, a: &AtomicU64) {
+    scalar(out, name, "counter", help, a.load(Ordering::Relaxed));
 }
 
 /// Appends the processor metrics in the Prometheus text format.
 pub(crate) fn render(out: &mut String) {
-    let n = "xray_processor_redacted_rows_total";
-    family(out, n, "counter", "Rows with at least one redaction.");
-    plain(out, n, &C.redacted_rows);
-    let n = "xray_processor_redactions_total";
-    family(out, n, "counter", "Values redacted, by action.");
-    labelled(out, n, "action", &ACTIONS, &C.redactions);
-    let n = "xray_processor_sampled_executions_kept_total";
-    family(
+    counter(
         out,
-        n,
-        "counter",
+        "xray_processor_redacted_rows_total",
+        "Rows with at least one redaction.",
+        &C.redacted_rows,
+    );
+    labelled(
+        out,
+        "xray_processor_redactions_total",
+        "Values redacted, by action.",
+        "action",
+        &ACTIONS,
+        &C.redactions,
+    );
+    labelled(
+        out,
+        "xray_processor_sampled_executions_kept_total",
         "Executions the sample processor kept, by reason.",
+        "reason",
+        &REASONS,
+        &C.kept,
     );
-    labelled(out, n, "reason", &REASONS, &C.kept);
-    let n = "xray_processor_sampled_executions_dropped_total";
-    family(
+    counter(
         out,
-        n,
-        "counter",
+        "xray_processor_sampled_executions_dropped_total",
         "Executions the sample processor dropped.",
+        &C.executions_dropped,
     );
-    plain(out, n, &C.executions_dropped);
-    let n = "xray_processor_sampled_steps_dropped_total";
-    family(out, n, "counter", "Steps the sample processor dropped.");
-    plain(out, n, &C.steps_dropped);
-    let n = "xray_processor_truncated_values_total";
-    family(out, n, "counter", "Text values cut to the size cap.");
-    plain(out, n, &C.truncated_values);
-    let n = "xray_processor_truncated_bytes_total";
-    family(out, n, "counter", "Bytes removed by truncation.");
-    plain(out, n, &C.truncated_bytes);
-    let n = "xray_processor_limited_items_total";
-    family(out, n, "counter", "Items dropped by a count cap, by kind.");
-    labelled(out, n, "kind", &LIMITED, &C.limited);
-    let n = "xray_processor_forward_requests_total";
-    family(
+    counter(
         out,
-        n,
-        "counter",
-        "Forwarded export requests, by outcome (sent, retried attempts, failed after retries, dropped on a full queue).",
+        "xray_processor_sampled_steps_dropped_total",
+        "Steps the sample processor dropped.",
+        &C.steps_dropped,
     );
-    labelled(out, n, "outcome", &FORWARD, &C.forward);
-    let n = "xray_processor_forward_queued_requests";
-    family(out, n, "gauge", "Requests waiting to be forwarded.");
-    plain(out, n, &C.forward_queued);
+    counter(
+        out,
+        "xray_processor_truncated_values_total",
+        "Text values cut to the size cap.",
+        &C.truncated_values,
+    );
+    counter(
+        out,
+        "xray_processor_truncated_bytes_total",
+        "Bytes removed by truncation.",
+        &C.truncated_bytes,
+    );
+    labelled(
+        out,
+        "xray_processor_limited_items_total",
+        "Items dropped by a count cap, by kind.",
+        "kind",
+        &LIMITED,
+        &C.limited,
+    );
+    labelled(
+        out,
+        "xray_processor_forward_requests_total",
+        "Forwarded export requests, by outcome (sent, retried attempts, failed after retries, dropped on a full queue).",
+        "outcome",
+        &FORWARD,
+        &C.forward,
+    );
+    scalar(
+        out,
+        "xray_processor_forward_queued_requests",
+        "gauge",
+        "Requests waiting to be forwarded.",
+        C.forward_queued.load(Ordering::Relaxed),
+    );
 }
