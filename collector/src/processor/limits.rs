@@ -166,28 +166,15 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xray_model::{CandidateDecision, Decision, Status, Step, StepType};
+    use xray_model::{CandidateDecision, Decision, Step, StepType};
 
     fn step(trace: &str, input: &str, candidates: usize) -> Step {
+        let e = xray_store::testing::execution("default", trace, "p", 0, 0);
         Step {
-            app: "default".into(),
             execution_id: String::new(),
             trace_id: trace.into(),
-            span_id: "c".into(),
-            parent_span_id: "s".into(),
-            name: "n".into(),
-            step_type: StepType::Custom,
-            status: Status::Completed,
-            service: String::new(),
-            start_time_ns: 0,
-            end_time_ns: None,
             input: Some(input.into()),
-            output: None,
-            reasoning: None,
             metadata: (0..10).map(|i| (format!("k{i:02}"), "v".into())).collect(),
-            candidates_in: None,
-            candidates_out: None,
-            rejections: Default::default(),
             candidates: (0..candidates)
                 .map(|i| CandidateDecision {
                     id: format!("c{i}"),
@@ -196,14 +183,7 @@ mod tests {
                     score: None,
                 })
                 .collect(),
-            model: None,
-            provider: None,
-            input_tokens: None,
-            output_tokens: None,
-            cost: None,
-            confidence: None,
-            error: None,
-            version: 1,
+            ..xray_store::testing::step(&e, "n", StepType::Custom, 0, 0)
         }
     }
 

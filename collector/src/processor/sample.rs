@@ -171,60 +171,21 @@ fn format_rate(r: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xray_model::{Execution, Metadata, Step, StepType};
+    use xray_model::{Execution, Step, StepType};
 
     fn exec(trace: &str, pipeline: &str, status: Status, dur_ms: i64) -> Execution {
         Execution {
-            app: "default".into(),
-            execution_id: trace.into(),
             trace_id: trace.into(),
-            span_id: "s".into(),
-            pipeline: pipeline.into(),
-            environment: String::new(),
-            service: String::new(),
             status,
-            start_time_ns: 0,
-            end_time_ns: Some(dur_ms * 1_000_000),
-            input: None,
-            output: None,
-            error: None,
-            tags: vec![],
-            metadata: Metadata::new(),
-            step_count: 0,
-            ingest_time_ns: 0,
-            version: 1,
+            ..xray_store::testing::execution("default", trace, pipeline, 0, dur_ms * 1_000_000)
         }
     }
 
     fn step(trace: &str) -> Step {
+        let e = exec(trace, "", Status::Completed, 0);
         Step {
-            app: "default".into(),
             execution_id: String::new(),
-            trace_id: trace.into(),
-            span_id: "c".into(),
-            parent_span_id: "s".into(),
-            name: "n".into(),
-            step_type: StepType::Custom,
-            status: Status::Completed,
-            service: String::new(),
-            start_time_ns: 0,
-            end_time_ns: None,
-            input: None,
-            output: None,
-            reasoning: None,
-            metadata: Metadata::new(),
-            candidates_in: None,
-            candidates_out: None,
-            rejections: Default::default(),
-            candidates: vec![],
-            model: None,
-            provider: None,
-            input_tokens: None,
-            output_tokens: None,
-            cost: None,
-            confidence: None,
-            error: None,
-            version: 1,
+            ..xray_store::testing::step(&e, "n", StepType::Custom, 0, 0)
         }
     }
 
