@@ -4,38 +4,18 @@
 
 mod common;
 
-use std::io::Write;
+use common::{RpcStatus, gzip, kv, request};
+
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
 use xray_collector::Collector;
 use xray_store::Scope;
 use xray_store::testing::TestBackend;
 
-/// `google.rpc.Status`, as the HTTP receiver answers errors.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
 const LIMIT: &str =
     "request body exceeds the limit of 16777216 bytes (receivers.otlp.max_message_bytes)";
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 fn root(trace: u8, pipeline: &str) -> Span {
     Span {
@@ -66,24 +46,6 @@ fn execution_with_steps(trace: u8, pipeline: &str, n: u32) -> Vec<Span> {
         });
     }
     spans
-}
-
-fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 struct Answer {
