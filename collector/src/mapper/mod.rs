@@ -923,6 +923,15 @@ fn rejections(v: ValueView<'_>, w: &mut Warnings) -> xray_model::Rejections {
 
 fn candidates(v: ValueView<'_>, w: &mut Warnings) -> Vec<CandidateDecision> {
     let key = sc::STEP_CANDIDATES;
+    // Fast path: a well-formed JSON array of decisions, parsed straight into
+    // the model (no intermediate `serde_json::Value` per entry). Anything
+    // else takes the entry-by-entry path below, which says what is wrong
+    // with which entry and keeps the rest; both give the same decisions.
+    if let ValueView::StringValue(text) = v
+        && let Ok(all) = serde_json::from_str::<Vec<CandidateDecision>>(text)
+    {
+        return all;
+    }
     match attrs::json(v) {
         Ok(serde_json::Value::Array(items)) => items
             .into_iter()
