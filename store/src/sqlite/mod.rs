@@ -7,6 +7,12 @@
 //!   while a batch is being written.
 //! - Blocking SQLite calls run on tokio's blocking pool, never on the async
 //!   executor.
+//! - WAL checkpoints (copying committed pages from the WAL into the database
+//!   file, then fsync) run on a thread of their own, `xray-sqlite-checkpoint`,
+//!   woken after every write, so the writer does not pay for them between
+//!   batches. The writer checkpoints itself only as a backstop, when the WAL
+//!   has grown to [`WRITER_CHECKPOINT_PAGES`] because the checkpointer is
+//!   behind.
 //! - Migrations are the numbered files of `migrations/sqlite/`, embedded in
 //!   the binary and tracked in `schema_migrations`.
 
@@ -48,6 +54,11 @@ const PAGE_SIZE: i64 = 16_384;
 
 const READERS: usize = 4;
 
+/// WAL size (in pages) at which the writer connection checkpoints by itself
+/// (SQLite's `wal_autocheckpoint`; 4,096 pages = 64 MiB with 16 KiB pages).
+/// Normally the checkpoint thread has done it long before.
+const WRITER_CHECKPOINT_PAGES: i64 = 4_096;
+
 /// The SQLite backend. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteBackend {
@@ -58,6 +69,74 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Wakes the checkpoint thread after a write; it stops when this is
+    /// dropped. `None` when the thread could not be started (the writer's
+    /// own `wal_autocheckpoint` then does all checkpoints).
+    checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+impl Inner {
+    /// Runs `f` on the writer connection, then wakes the checkpoint thread.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| backend_err("writer lock poisoned"))?;
+        let result = f(&mut conn);
+        drop(conn);
+        self.wrote();
+        result
+    }
+
+    /// Tells the checkpoint thread that the WAL has new pages. Never blocks:
+    /// a wake-up already pending covers this write too.
+    fn wrote(&self) {
+        if let Some(tx) = &self.checkpoint {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+/// Starts the checkpoint thread on its own connection to `path`. Each
+/// wake-up runs one `PRAGMA wal_checkpoint(PASSIVE)`: it copies what readers
+/// no longer need and never waits for the writer or for readers, so it
+/// cannot stall ingest; the next write restarts the WAL from its beginning
+/// once a checkpoint has copied all of it.
+fn start_checkpointer(path: &Path) -> Option<std::sync::mpsc::SyncSender<()>> {
+    let conn = match Connection::open(path).and_then(|c| configure(&c).map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(),
+                "cannot open a connection for background WAL checkpoints; the writer will checkpoint");
+            return None;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let spawned = std::thread::Builder::new()
+        .name("xray-sqlite-checkpoint".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match done {
+                    Ok((_, log, copied)) => {
+                        tracing::trace!(log, copied, "wal checkpoint");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "wal checkpoint failed; will retry after the next write"),
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the WAL checkpoint thread; the writer will checkpoint");
+            None
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -110,12 +189,16 @@ impl SqliteBackend {
             tracing::warn!(mode, "sqlite did not switch to WAL mode");
         }
         configure(&writer).map_err(backend_err)?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(backend_err)?;
         migrate(&writer)?;
         let backend = SqliteBackend {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                checkpoint: start_checkpointer(path),
             }),
         };
         Ok(backend)
@@ -147,15 +230,28 @@ impl SqliteBackend {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| backend_err("writer lock poisoned"))?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(backend_err)?
+        tokio::task::spawn_blocking(move || inner.write(f))
+            .await
+            .map_err(backend_err)?
+    }
+
+    /// Runs `f` on the writer connection in place when the runtime allows
+    /// blocking a worker thread (multi-threaded runtime), so a large borrowed
+    /// batch needs no copy to move to the blocking pool; on a current-thread
+    /// runtime it falls back to `with_writer` with an owned copy from `own`.
+    async fn with_writer_borrowed<'a, T, F, O, G>(&self, f: F, own: O) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + 'a,
+        O: FnOnce() -> G,
+        G: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.inner.write(f))
+            }
+            _ => self.with_writer(own()).await,
+        }
     }
 
     /// Runs `f` on a pooled read-only connection on the blocking pool.

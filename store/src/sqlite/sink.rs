@@ -123,20 +123,26 @@ impl Sink for SqliteBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        // The batch is cloned once to move it to the blocking pool; the
+        // Written in place on a multi-threaded runtime (the collector's);
+        // elsewhere cloned once to move it to the blocking pool, as the
         // contract gives us `&MappedBatch`.
-        let owned = batch.clone();
-        self.with_writer(move |conn| write_batch(conn, &owned))
-            .await
-            .map_err(|e| match e {
-                StoreError::Unavailable(message) => SinkError::Retryable {
-                    sink: "sqlite".into(),
-                    message,
-                },
-                other => SinkError::Permanent {
-                    sink: "sqlite".into(),
-                    message: other.to_string(),
-                },
-            })
+        self.with_writer_borrowed(
+            |conn| write_batch(conn, batch),
+            || {
+                let owned = batch.clone();
+                move |conn: &mut rusqlite::Connection| write_batch(conn, &owned)
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Unavailable(message) => SinkError::Retryable {
+                sink: "sqlite".into(),
+                message,
+            },
+            other => SinkError::Permanent {
+                sink: "sqlite".into(),
+                message: other.to_string(),
+            },
+        })
     }
 }
