@@ -288,7 +288,7 @@ impl Config {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            batch_max_rows: 5000,
+            batch_max_rows: 20_000,
             flush_interval_ms: 1000,
             write_timeout_ms: 10_000,
             shutdown_timeout_ms: 4000,

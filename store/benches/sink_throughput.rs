@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Options through the environment: `BENCH_BATCHES` (default 20),
-//! `BENCH_BATCH_ROWS` (default 5000, the batcher's default `batch_max_rows`),
+//! `BENCH_BATCH_ROWS` (default 20000, the batcher's default `batch_max_rows`),
 //! `BENCH_LLM_BYTES` (default 0: extra prompt/output text on each LLM step's
 //! input and output, to model the 0.5–4 KB prompts the load generator sends),
 //! `BENCH_BACKENDS` (comma list of `sqlite,clickhouse,postgres`; default all
@@ -186,7 +186,7 @@ async fn main() {
         return;
     }
     let batches = env_usize("BENCH_BATCHES", 20);
-    let rows = env_usize("BENCH_BATCH_ROWS", 5000);
+    let rows = env_usize("BENCH_BATCH_ROWS", 20_000);
     let llm_bytes = env_usize("BENCH_LLM_BYTES", 0);
     if wanted("sqlite") {
         let dir = tempfile::tempdir().expect("temporary directory");
