@@ -74,8 +74,8 @@ struct TotalsRow {
 }
 
 /// The aggregation's input rows, in the column order of the JSON tuples.
-const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, eapp String, \
-     eid String, d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
+const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, en UInt64, \
+     d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
      rk Array(String), rv Array(UInt64)))";
 
 /// The newest version of the window's executions of the pipeline (filter
@@ -111,6 +111,14 @@ fn aggregation_sql(scope: &Scope) -> String {
         ""
     };
     let ex = window_executions("app, execution_id, trace_id, span_id, start_time", scope);
+    // Within one app the trace id alone is the join key. `en` numbers the
+    // window's executions (distinct per execution: counting them is a hash
+    // set of integers, not of strings).
+    let on = if scope.app().is_some() {
+        "s.trace_id = e.trace_id"
+    } else {
+        "s.app = e.app AND s.trace_id = e.trace_id"
+    };
     // Sampled candidates rejected for a reason the histogram does not have.
     let sampled = "if(s.candidates = '[]', CAST([], 'Array(String)'), \
          arrayFilter(r -> NOT mapContains(s.rejections, r), \
@@ -128,7 +136,7 @@ fn aggregation_sql(scope: &Scope) -> String {
              countIf(cin IS NOT NULL AND cout IS NOT NULL) AS with_counts, \
              sumIf(assumeNotNull(cin), cin IS NOT NULL AND cout IS NOT NULL) AS total_in, \
              sumIf(assumeNotNull(cout), cin IS NOT NULL AND cout IS NOT NULL) AS total_out, \
-             uniqExact(eapp, eid) AS executions, \
+             uniqExact(en) AS executions, \
              countIf(cin > 0 AND cout IS NOT NULL) AS drop_n, \
              sumIf(if(assumeNotNull(cin) > assumeNotNull(cout), \
                       assumeNotNull(cin) - assumeNotNull(cout), 0) / assumeNotNull(cin), \
@@ -140,7 +148,7 @@ fn aggregation_sql(scope: &Scope) -> String {
            FROM ( \
              SELECT toString(s.name) AS name, toString(s.step_type) AS ty, \
                     toUInt8(s.status = 'failed') AS failed, \
-                    toString(e.app) AS eapp, e.execution_id AS eid, s.duration_ns AS d, \
+                    e.en AS en, s.duration_ns AS d, \
                     toUnixTimestamp64Nano(s.start_time) - toUnixTimestamp64Nano(e.start_time) AS off, \
                     s.candidates_in AS cin, s.candidates_out AS cout, \
                     {sampled} AS sampled_reasons, \
@@ -156,12 +164,12 @@ fn aggregation_sql(scope: &Scope) -> String {
                ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id \
              ) AS s \
              INNER JOIN ( \
-               SELECT app, execution_id, trace_id, span_id, start_time FROM ({ex}) \
-               WHERE concat(trace_id, ':', app) NOT IN {{shared:Array(String)}} \
-             ) AS e ON s.app = e.app AND s.trace_id = e.trace_id \
+               SELECT app, trace_id, span_id, start_time, rowNumberInAllBlocks() AS en \
+               FROM ({ex}) WHERE concat(trace_id, ':', app) NOT IN {{shared:Array(String)}} \
+             ) AS e ON {on} \
              WHERE s.span_id != e.span_id \
              UNION ALL \
-             SELECT x.name, x.ty, x.failed, x.eapp, x.eid, x.d, x.off, x.cin, x.cout, \
+             SELECT x.name, x.ty, x.failed, x.en, x.d, x.off, x.cin, x.cout, \
                     CAST([], 'Array(String)'), x.rk, x.rv \
              FROM (SELECT arrayJoin(JSONExtract({{runs:String}}, '{RUN_TUPLE}')) AS x) \
            ) \
@@ -202,13 +210,25 @@ impl ClickhouseBackend {
         } else {
             ""
         };
+        // The set of the window's traces is read without deduplicating
+        // versions: a trace whose older version alone is in the window is
+        // split in Rust too, where only newest versions count (harmless).
+        // More than one distinct execution id is `min != max`, cheaper than
+        // counting them.
+        let in_app = if scope.app().is_some() {
+            " AND app = {app:String}"
+        } else {
+            ""
+        };
         let mut shared = Sql::new(format!(
             "SELECT app, trace_id FROM executions WHERE {scope_app}\
              start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
              AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
-             AND (app, trace_id) IN (SELECT app, trace_id FROM ({})) \
-             GROUP BY app, trace_id HAVING uniqExact(execution_id) > 1",
-            window_executions("app, execution_id, trace_id", scope)
+             AND (app, trace_id) IN (SELECT app, trace_id FROM executions \
+               WHERE pipeline = {{pipeline:String}} \
+               AND start_time >= fromUnixTimestamp64Nano({{from:Int64}}) \
+               AND start_time < fromUnixTimestamp64Nano({{to:Int64}}){in_app}) \
+             GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)"
         ));
         bind_window(&mut shared, scope, pipeline, window);
         shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
@@ -288,7 +308,11 @@ fn shared_runs(
         })
         .collect();
     let mut rows: Vec<serde_json::Value> = Vec::new();
-    for e in mine {
+    // Numbered above those of the aggregation's own join (row numbers of
+    // at most a few million window executions), so each execution keeps a
+    // number of its own.
+    for (i, e) in mine.into_iter().enumerate() {
+        let en = (1u64 << 40) + i as u64;
         for s in traces.steps_of(e) {
             let (rk, rv): (Vec<String>, Vec<u64>) = merge_rejections(&s.rejections, &s.candidates)
                 .into_iter()
@@ -298,8 +322,7 @@ fn shared_runs(
                 s.name,
                 s.step_type.as_str(),
                 u8::from(s.status == xray_model::Status::Failed),
-                e.app,
-                e.execution_id,
+                en,
                 s.duration_ns(),
                 s.start_time_ns - e.start_time_ns,
                 s.candidates_in,
