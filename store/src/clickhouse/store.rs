@@ -95,6 +95,14 @@ fn latest_executions(columns: &str, filter: &str) -> String {
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
+struct TraceBoundsRow {
+    app: String,
+    trace_id: String,
+    lo: i64,
+    hi: i64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
 struct BoundsRow {
     lo: i64,
     hi: i64,
@@ -185,7 +193,7 @@ impl ClickhouseBackend {
     }
 
     /// Executions and steps of the given `(app, trace_id)` pairs that start
-    /// in `[lo, hi]` (ns).
+    /// in `[lo, hi]` (ns), the two reads sent at once.
     async fn traces_in(
         &self,
         keys: &[(String, String)],
@@ -194,38 +202,23 @@ impl ClickhouseBackend {
         step_columns: &str,
     ) -> Result<Traces, StoreError> {
         let (apps, traces) = unzip_keys(keys);
-        let mut params = Sql::new("");
-        params
-            .bind("apps", Param::Strs(apps))
-            .bind("traces", Param::Strs(traces))
-            .bind("lo", Param::I64(lo))
-            .bind("hi", Param::I64(hi));
-        self.traces_where(
-            "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
+        let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
              AND start_time >= fromUnixTimestamp64Nano({lo:Int64}) \
-             AND start_time <= fromUnixTimestamp64Nano({hi:Int64})",
-            &params,
-            step_columns,
-        )
-        .await
-    }
-
-    /// Executions and steps (newest versions) whose rows match `filter`,
-    /// with its parameters bound in `params`; the two reads are sent at once.
-    async fn traces_where(
-        &self,
-        filter: &str,
-        params: &Sql,
-        step_columns: &str,
-    ) -> Result<Traces, StoreError> {
-        let mut ex = params.clone();
-        ex.text = latest_executions(EXECUTION_COLUMNS, filter);
+             AND start_time <= fromUnixTimestamp64Nano({hi:Int64})";
+        let bind = |sql: &mut Sql| {
+            sql.bind("apps", Param::Strs(apps.clone()))
+                .bind("traces", Param::Strs(traces.clone()))
+                .bind("lo", Param::I64(lo))
+                .bind("hi", Param::I64(hi));
+        };
+        let mut ex = Sql::new(latest_executions(EXECUTION_COLUMNS, filter));
+        bind(&mut ex);
         // Sorted by (app, trace_id) through the `steps_by_trace` projection.
-        let mut st = params.clone();
-        st.text = format!(
+        let mut st = Sql::new(format!(
             "SELECT {step_columns} FROM steps WHERE {filter} \
              ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id"
-        );
+        ));
+        bind(&mut st);
         let (executions, steps) =
             tokio::try_join!(self.fetch_executions(&ex), self.fetch_steps(&st))?;
         Ok(Traces::new(executions, steps))
@@ -531,39 +524,41 @@ impl Store for ClickhouseBackend {
         scope: &Scope,
         id: &str,
     ) -> Result<Option<ExecutionDetail>, StoreError> {
-        // id -> (app, trace) through the lookup table (sorted by id), and the
-        // traces' time bounds from the rows of those trace ids, both as
-        // subqueries of the two reads: ClickHouse runs them first and prunes
-        // with their results (the key set, the bounds as constants), so the
-        // detail is two queries sent at once instead of a lookup, then reads.
+        // id -> (app, trace) and the trace's time bounds, in one read of the
+        // lookup table (sorted by id): the rows of `id` name the traces, the
+        // rows of those trace ids give the bounds of their executions and steps.
         let app = if scope.app().is_some() {
             " AND app = {app:String}"
         } else {
             ""
         };
-        let keys = format!(
-            "SELECT app, trace_id FROM trace_index \
-             WHERE id IN ({{id:String}}, {{trace:String}}){app}"
-        );
-        let bounds = format!(
-            "(SELECT (toUnixTimestamp64Nano(min(start_min)), \
-             toUnixTimestamp64Nano(max(start_max))) FROM trace_index \
-             WHERE (id, app) IN (SELECT trace_id, app FROM ({keys})))"
-        );
-        let filter = format!(
-            "(app, trace_id) IN ({keys}) \
-             AND start_time >= fromUnixTimestamp64Nano({bounds}.1) \
-             AND start_time <= fromUnixTimestamp64Nano({bounds}.2)"
-        );
-        let mut params = Sql::new("");
-        params.bind("id", Param::Str(id.to_string())).bind(
+        let mut sql = Sql::new(format!(
+            "SELECT app, trace_id, toUnixTimestamp64Nano(min(start_min)) AS lo, \
+             toUnixTimestamp64Nano(max(start_max)) AS hi FROM trace_index \
+             WHERE (id, app) IN (SELECT trace_id, app FROM trace_index \
+               WHERE id IN ({{id:String}}, {{trace:String}}){app}){app} \
+             GROUP BY app, trace_id"
+        ));
+        sql.bind("id", Param::Str(id.to_string())).bind(
             "trace",
             Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
         );
         if let Some(a) = scope.app() {
-            params.bind("app", Param::Str(a.to_string()));
+            sql.bind("app", Param::Str(a.to_string()));
         }
-        let traces = self.traces_where(&filter, &params, STEP_COLUMNS).await?;
+        let rows: Vec<TraceBoundsRow> = sql
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        let (Some(lo), Some(hi)) = (
+            rows.iter().map(|r| r.lo).min(),
+            rows.iter().map(|r| r.hi).max(),
+        ) else {
+            return Ok(None);
+        };
+        let keys: Vec<(String, String)> = rows.into_iter().map(|k| (k.app, k.trace_id)).collect();
+        let traces = self.traces_in(&keys, lo, hi, STEP_COLUMNS).await?;
         let candidates: Vec<Execution> = traces
             .executions()
             .filter(|e| scope.app().is_none_or(|a| a == e.app))
