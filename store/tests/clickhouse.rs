@@ -232,3 +232,57 @@ async fn list_step_counts_in_a_shared_trace() {
         .collect();
     assert_eq!(counts, [("inner", 2), ("outer", 1)]);
 }
+
+/// The pipeline funnel deduplicates only the step identities that have
+/// several rows (found by hash first): versions and retried writes of one
+/// step count once with the newest values, next to steps with one row.
+#[tokio::test]
+async fn funnel_counts_each_step_once_whatever_its_rows() {
+    use xray_store::{Scope, Store, TimeWindow};
+    let db = testing::require().await;
+    let e = common::execution(
+        "a",
+        "e1",
+        "4af7651916cd43dd8448eb211c80319c",
+        "p",
+        common::T0,
+    );
+    let mut old = common::step(&e, "00000000000000a1", "rank", 1);
+    old.candidates_out = Some(1);
+    let mut new = old.clone();
+    new.version = 5;
+    new.candidates_out = Some(10);
+    let single = common::step(&e, "00000000000000b1", "filter", 2);
+    for batch in [
+        vec![new.clone(), single.clone()],
+        vec![old.clone()],
+        vec![new.clone()],
+    ] {
+        db.backend
+            .write(&xray_model::MappedBatch {
+                executions: vec![e.clone()],
+                steps: batch,
+            })
+            .await
+            .unwrap();
+    }
+    let funnel = db
+        .backend
+        .pipeline_funnel(
+            &Scope::App("a".into()),
+            "p",
+            TimeWindow {
+                from_ns: common::T0 - 1,
+                to_ns: common::T0 + 1,
+            },
+        )
+        .await
+        .unwrap();
+    let rank = funnel.iter().find(|f| f.name == "rank").unwrap();
+    assert_eq!((rank.runs, rank.executions, rank.total_out), (1, 1, 10));
+    let filter = funnel.iter().find(|f| f.name == "filter").unwrap();
+    assert_eq!(
+        (filter.runs, filter.total_in, filter.total_out),
+        (1, 100, 25)
+    );
+}

@@ -37,6 +37,7 @@ pub(super) enum Param {
     Str(String),
     I64(i64),
     U32(u32),
+    U64s(Vec<u64>),
     Strs(Vec<String>),
 }
 
@@ -74,6 +75,7 @@ impl Sql {
                 Param::Str(v) => q.param(name, v),
                 Param::I64(v) => q.param(name, v),
                 Param::U32(v) => q.param(name, v),
+                Param::U64s(v) => q.param(name, v),
                 Param::Strs(v) => q.param(name, v),
             };
         }
