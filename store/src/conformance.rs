@@ -225,6 +225,36 @@ pub async fn newest_version_wins(t: TestBackend) {
         "[{}] older step overwrote newer",
         t.name
     );
+    // Versions of one step count once; a step row carrying the
+    // execution's own span id is not one of its steps.
+    let mut own_span = step(&d.execution, "own", StepType::Logic, 0, MS);
+    own_span.span_id = d.execution.span_id.clone();
+    write(
+        &t,
+        MappedBatch {
+            executions: vec![],
+            steps: vec![own_span],
+        },
+    )
+    .await;
+    let list = t
+        .backend
+        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1, "[{}] one execution", t.name);
+    assert_eq!(
+        list.items[0].step_count, 1,
+        "[{}] step count with versions and the execution's own span",
+        t.name
+    );
+    let d = t
+        .backend
+        .get_execution(&scope(), "exec-v")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.steps.len(), 1, "[{}] detail steps", t.name);
 }
 
 /// Steps written before their execution attach to it once it arrives.

@@ -59,7 +59,7 @@ async fn migrations_twice_and_concurrently() {
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let tables: Vec<String> = db
         .backend
         .client()
@@ -142,7 +142,7 @@ async fn clustered_ddl_parses_on_the_engine() {
             statements += 1;
         }
     }
-    assert_eq!(statements, 13);
+    assert_eq!(statements, 16);
 }
 
 #[tokio::test]
@@ -173,4 +173,116 @@ async fn write_errors_are_classified() {
     let down = ClickhouseBackend::new(&config).unwrap();
     let err = down.write(&batch).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
+}
+
+/// The list's step counts (computed without reading the steps) match the
+/// details in a trace holding two executions (a nested pipeline), where the
+/// inner execution's span is also written as a step of the outer one.
+#[tokio::test]
+async fn list_step_counts_in_a_shared_trace() {
+    use xray_store::{ExecutionFilter, PageRequest, Scope, Store};
+    let db = testing::require().await;
+    let trace = "4af7651916cd43dd8448eb211c80319c";
+    let outer = common::execution("a", "outer", trace, "outer-p", common::T0);
+    let inner = common::execution("a", "inner", trace, "inner-p", common::T0 + 10);
+    let a = common::step(&outer, "00000000000000a1", "a", 1);
+    let inner_span = common::step(&outer, &inner.span_id, "inner-span", 10);
+    let mut b = common::step(&outer, "00000000000000b1", "b", 11);
+    b.parent_span_id = inner.span_id.clone();
+    let mut c = common::step(&outer, "00000000000000c1", "c", 12);
+    c.parent_span_id = b.span_id.clone();
+    let mut c2 = c.clone();
+    c2.version = 2;
+    let batch = xray_model::MappedBatch {
+        executions: vec![outer, inner],
+        steps: vec![a, inner_span, b, c, c2],
+    };
+    db.backend.write(&batch).await.unwrap();
+    let scope = Scope::App("a".into());
+    let page = db
+        .backend
+        .list_executions(
+            &scope,
+            &ExecutionFilter::default(),
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    for item in &page.items {
+        let detail = db
+            .backend
+            .get_execution(&scope, &item.execution.execution_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            item.step_count,
+            detail.steps.len() as u64,
+            "{}",
+            item.execution.execution_id
+        );
+    }
+    let counts: Vec<(&str, u64)> = page
+        .items
+        .iter()
+        .map(|s| (s.execution.execution_id.as_str(), s.step_count))
+        .collect();
+    assert_eq!(counts, [("inner", 2), ("outer", 1)]);
+}
+
+/// The pipeline funnel deduplicates only the step identities that have
+/// several rows (found by hash first): versions and retried writes of one
+/// step count once with the newest values, next to steps with one row.
+#[tokio::test]
+async fn funnel_counts_each_step_once_whatever_its_rows() {
+    use xray_store::{Scope, Store, TimeWindow};
+    let db = testing::require().await;
+    let e = common::execution(
+        "a",
+        "e1",
+        "4af7651916cd43dd8448eb211c80319c",
+        "p",
+        common::T0,
+    );
+    let mut old = common::step(&e, "00000000000000a1", "rank", 1);
+    old.candidates_out = Some(1);
+    let mut new = old.clone();
+    new.version = 5;
+    new.candidates_out = Some(10);
+    let single = common::step(&e, "00000000000000b1", "filter", 2);
+    for batch in [
+        vec![new.clone(), single.clone()],
+        vec![old.clone()],
+        vec![new.clone()],
+    ] {
+        db.backend
+            .write(&xray_model::MappedBatch {
+                executions: vec![e.clone()],
+                steps: batch,
+            })
+            .await
+            .unwrap();
+    }
+    let funnel = db
+        .backend
+        .pipeline_funnel(
+            &Scope::App("a".into()),
+            "p",
+            TimeWindow {
+                from_ns: common::T0 - 1,
+                to_ns: common::T0 + 1,
+            },
+        )
+        .await
+        .unwrap();
+    let rank = funnel.iter().find(|f| f.name == "rank").unwrap();
+    assert_eq!((rank.runs, rank.executions, rank.total_out), (1, 1, 10));
+    let filter = funnel.iter().find(|f| f.name == "filter").unwrap();
+    assert_eq!(
+        (filter.runs, filter.total_in, filter.total_out),
+        (1, 100, 25)
+    );
 }

@@ -10,12 +10,15 @@
 //!    execution too (a nested pipeline). They are rare, and the rule that
 //!    splits their steps between executions (nearest execution ancestor,
 //!    [`aggregate::steps_of_execution`]) needs the whole trace.
+//!    Sent at the same time: the hashes of the step identities that have
+//!    several rows in the range (versions, retried writes), usually none.
 //! 3. Those traces are read whole and split in Rust; their step runs travel
 //!    into step 4 as one JSON parameter, already reduced to what the
 //!    aggregation needs.
 //! 4. **Aggregation**, one query: the steps of the pipeline in the range
 //!    (sort-key range `(app, pipeline, name, start_time)`, newest version
-//!    per identity with `LIMIT 1 BY`), joined to the executions of traces
+//!    per identity with `LIMIT 1 BY` for the identities of step 2's hashes
+//!    only, see [`steps_sql`]), joined to the executions of traces
 //!    holding one execution, plus the rows of step 3, grouped by step name:
 //!    counts, sums, distinct executions, sorted durations for nearest-rank
 //!    percentiles, step types and merged rejections with `sumMap` (the
@@ -74,8 +77,8 @@ struct TotalsRow {
 }
 
 /// The aggregation's input rows, in the column order of the JSON tuples.
-const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, eapp String, \
-     eid String, d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
+const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, en UInt64, \
+     d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
      rk Array(String), rv Array(UInt64)))";
 
 /// The newest version of the window's executions of the pipeline (filter
@@ -103,14 +106,71 @@ fn bind_window(sql: &mut Sql, scope: &Scope, pipeline: &str, window: TimeWindow)
     }
 }
 
-/// The aggregation query (step 4).
-fn aggregation_sql(scope: &Scope) -> String {
+/// The steps of the pipeline in the range (parameters `pipeline`, `lo`,
+/// `hi`, optional `app`), newest version per identity. `dups` says how:
+///
+/// - `Dups::Few`: only the identities whose hash is in `{dups:Array(UInt64)}`
+///   can have several rows (step 3b found them), so only those rows are
+///   deduplicated (`LIMIT 1 BY`, a sort); every other row is the only one of
+///   its identity and is read as it is. Exact whatever the hash: two rows of
+///   one identity always have the same hash.
+/// - `Dups::Many`: every row goes through `LIMIT 1 BY`.
+fn steps_sql(scope: &Scope, dups: Dups) -> String {
     let app = if scope.app().is_some() {
         "app = {app:String} AND "
     } else {
         ""
     };
+    let read = format!(
+        "SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
+                candidates_in, candidates_out, rejections, candidates \
+         FROM steps \
+         WHERE {app}pipeline IN ({{pipeline:String}}, '') \
+           AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
+           AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}})"
+    );
+    let dedupe = "ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id";
+    match dups {
+        Dups::None => read,
+        Dups::Few => format!(
+            "{read} AND {IDENTITY_HASH} NOT IN {{dups:Array(UInt64)}} \
+             UNION ALL SELECT * FROM ({read} AND {IDENTITY_HASH} IN {{dups:Array(UInt64)}} {dedupe})"
+        ),
+        Dups::Many => format!("{read} {dedupe}"),
+    }
+}
+
+/// A step's identity `(app, trace_id, span_id)` hashed, for finding the
+/// identities that have several rows (versions, retried writes).
+const IDENTITY_HASH: &str = "cityHash64(app, trace_id, span_id)";
+
+/// Up to this many duplicated identities are passed to the aggregation as a
+/// parameter; more, and every row is deduplicated.
+const MAX_DUP_HASHES: usize = 10_000;
+
+/// How the aggregation deduplicates step versions, see [`steps_sql`].
+#[derive(Clone, Copy)]
+enum Dups {
+    /// No identity has two rows in the range.
+    None,
+    /// A few identities (their hashes are the `dups` parameter) may.
+    Few,
+    /// Too many to list.
+    Many,
+}
+
+/// The aggregation query (step 4).
+fn aggregation_sql(scope: &Scope, dups: Dups) -> String {
+    let steps = steps_sql(scope, dups);
     let ex = window_executions("app, execution_id, trace_id, span_id, start_time", scope);
+    // Within one app the trace id alone is the join key. `en` numbers the
+    // window's executions (distinct per execution: counting them is a hash
+    // set of integers, not of strings).
+    let on = if scope.app().is_some() {
+        "s.trace_id = e.trace_id"
+    } else {
+        "s.app = e.app AND s.trace_id = e.trace_id"
+    };
     // Sampled candidates rejected for a reason the histogram does not have.
     let sampled = "if(s.candidates = '[]', CAST([], 'Array(String)'), \
          arrayFilter(r -> NOT mapContains(s.rejections, r), \
@@ -128,7 +188,7 @@ fn aggregation_sql(scope: &Scope) -> String {
              countIf(cin IS NOT NULL AND cout IS NOT NULL) AS with_counts, \
              sumIf(assumeNotNull(cin), cin IS NOT NULL AND cout IS NOT NULL) AS total_in, \
              sumIf(assumeNotNull(cout), cin IS NOT NULL AND cout IS NOT NULL) AS total_out, \
-             uniqExact(eapp, eid) AS executions, \
+             uniqExact(en) AS executions, \
              countIf(cin > 0 AND cout IS NOT NULL) AS drop_n, \
              sumIf(if(assumeNotNull(cin) > assumeNotNull(cout), \
                       assumeNotNull(cin) - assumeNotNull(cout), 0) / assumeNotNull(cin), \
@@ -140,28 +200,20 @@ fn aggregation_sql(scope: &Scope) -> String {
            FROM ( \
              SELECT toString(s.name) AS name, toString(s.step_type) AS ty, \
                     toUInt8(s.status = 'failed') AS failed, \
-                    toString(e.app) AS eapp, e.execution_id AS eid, s.duration_ns AS d, \
+                    e.en AS en, s.duration_ns AS d, \
                     toUnixTimestamp64Nano(s.start_time) - toUnixTimestamp64Nano(e.start_time) AS off, \
                     s.candidates_in AS cin, s.candidates_out AS cout, \
                     {sampled} AS sampled_reasons, \
                     arrayConcat(arrayMap(k -> toString(k), mapKeys(s.rejections)), sampled_reasons) AS rk, \
                     arrayConcat(mapValues(s.rejections), arrayMap(r -> toUInt64(1), sampled_reasons)) AS rv \
-             FROM ( \
-               SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
-                      candidates_in, candidates_out, rejections, candidates \
-               FROM steps \
-               WHERE {app}pipeline IN ({{pipeline:String}}, '') \
-                 AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-                 AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
-               ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id \
-             ) AS s \
+             FROM ({steps}) AS s \
              INNER JOIN ( \
-               SELECT app, execution_id, trace_id, span_id, start_time FROM ({ex}) \
-               WHERE concat(trace_id, ':', app) NOT IN {{shared:Array(String)}} \
-             ) AS e ON s.app = e.app AND s.trace_id = e.trace_id \
+               SELECT app, trace_id, span_id, start_time, rowNumberInAllBlocks() AS en \
+               FROM ({ex}) WHERE concat(trace_id, ':', app) NOT IN {{shared:Array(String)}} \
+             ) AS e ON {on} \
              WHERE s.span_id != e.span_id \
              UNION ALL \
-             SELECT x.name, x.ty, x.failed, x.eapp, x.eid, x.d, x.off, x.cin, x.cout, \
+             SELECT x.name, x.ty, x.failed, x.en, x.d, x.off, x.cin, x.cout, \
                     CAST([], 'Array(String)'), x.rk, x.rv \
              FROM (SELECT arrayJoin(JSONExtract({{runs:String}}, '{RUN_TUPLE}')) AS x) \
            ) \
@@ -202,21 +254,62 @@ impl ClickhouseBackend {
         } else {
             ""
         };
+        // The set of the window's traces is read without deduplicating
+        // versions: a trace whose older version alone is in the window is
+        // split in Rust too, where only newest versions count (harmless).
+        // More than one distinct execution id is `min != max`, cheaper than
+        // counting them.
+        let in_app = if scope.app().is_some() {
+            " AND app = {app:String}"
+        } else {
+            ""
+        };
         let mut shared = Sql::new(format!(
             "SELECT app, trace_id FROM executions WHERE {scope_app}\
              start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
              AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
-             AND (app, trace_id) IN (SELECT app, trace_id FROM ({})) \
-             GROUP BY app, trace_id HAVING uniqExact(execution_id) > 1",
-            window_executions("app, execution_id, trace_id", scope)
+             AND (app, trace_id) IN (SELECT app, trace_id FROM executions \
+               WHERE pipeline = {{pipeline:String}} \
+               AND start_time >= fromUnixTimestamp64Nano({{from:Int64}}) \
+               AND start_time < fromUnixTimestamp64Nano({{to:Int64}}){in_app}) \
+             GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)"
         ));
         bind_window(&mut shared, scope, pipeline, window);
         shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
-        let shared: Vec<TraceRow> = shared
-            .query(&self.inner.client)
-            .fetch_all()
-            .await
-            .map_err(super::store_error)?;
+        // 3b. (sent with 2) the step identities with several rows in the
+        // range, by hash: usually none, and then the aggregation skips the
+        // sort that deduplicating versions costs.
+        let mut dups = Sql::new(format!(
+            "SELECT {IDENTITY_HASH} AS h FROM steps \
+             WHERE {scope_app}pipeline IN ({{pipeline:String}}, '') \
+               AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
+               AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
+             GROUP BY h HAVING count() > 1 LIMIT {}",
+            MAX_DUP_HASHES + 1
+        ));
+        bind_window(&mut dups, scope, pipeline, window);
+        dups.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
+        let client = &self.inner.client;
+        let (shared, dups) = tokio::try_join!(
+            async {
+                shared
+                    .query(client)
+                    .fetch_all::<TraceRow>()
+                    .await
+                    .map_err(super::store_error)
+            },
+            async {
+                dups.query(client)
+                    .fetch_all::<u64>()
+                    .await
+                    .map_err(super::store_error)
+            }
+        )?;
+        let dedupe = match dups.len() {
+            0 => Dups::None,
+            n if n <= MAX_DUP_HASHES => Dups::Few,
+            _ => Dups::Many,
+        };
         // 3. their steps, split in Rust
         let keys: Vec<(String, String)> = shared
             .iter()
@@ -225,8 +318,11 @@ impl ClickhouseBackend {
         let traces = self.traces(&keys, LIGHT_STEP_COLUMNS).await?;
         let runs = shared_runs(&traces, scope, pipeline, window)?;
         // 4. the aggregation
-        let mut agg = Sql::new(aggregation_sql(scope));
+        let mut agg = Sql::new(aggregation_sql(scope, dedupe));
         bind_window(&mut agg, scope, pipeline, window);
+        if let Dups::Few = dedupe {
+            agg.bind("dups", Param::U64s(dups));
+        }
         agg.bind("lo", Param::I64(lo))
             .bind("hi", Param::I64(hi))
             .bind(
@@ -288,7 +384,11 @@ fn shared_runs(
         })
         .collect();
     let mut rows: Vec<serde_json::Value> = Vec::new();
-    for e in mine {
+    // Numbered above those of the aggregation's own join (row numbers of
+    // at most a few million window executions), so each execution keeps a
+    // number of its own.
+    for (i, e) in mine.into_iter().enumerate() {
+        let en = (1u64 << 40) + i as u64;
         for s in traces.steps_of(e) {
             let (rk, rv): (Vec<String>, Vec<u64>) = merge_rejections(&s.rejections, &s.candidates)
                 .into_iter()
@@ -298,8 +398,7 @@ fn shared_runs(
                 s.name,
                 s.step_type.as_str(),
                 u8::from(s.status == xray_model::Status::Failed),
-                e.app,
-                e.execution_id,
+                en,
                 s.duration_ns(),
                 s.start_time_ns - e.start_time_ns,
                 s.candidates_in,

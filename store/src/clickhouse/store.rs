@@ -8,6 +8,8 @@
 //! by the trace id bloom filter and the time bounds of the `trace_index`
 //! lookup table.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use clickhouse::query::Query;
 use xray_model::{ApiKey, App, Execution, Step};
@@ -35,6 +37,7 @@ pub(super) enum Param {
     Str(String),
     I64(i64),
     U32(u32),
+    U64s(Vec<u64>),
     Strs(Vec<String>),
 }
 
@@ -72,6 +75,7 @@ impl Sql {
                 Param::Str(v) => q.param(name, v),
                 Param::I64(v) => q.param(name, v),
                 Param::U32(v) => q.param(name, v),
+                Param::U64s(v) => q.param(name, v),
                 Param::Strs(v) => q.param(name, v),
             };
         }
@@ -93,15 +97,28 @@ fn latest_executions(columns: &str, filter: &str) -> String {
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
-struct TraceKeyRow {
+struct TraceBoundsRow {
     app: String,
     trace_id: String,
+    lo: i64,
+    hi: i64,
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct BoundsRow {
     lo: i64,
     hi: i64,
+    n: u64,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct CountRow {
+    /// `e`: distinct executions of the trace, `s`: distinct step span ids,
+    /// `x`: `span_id` is an execution's span and also a step's.
+    kind: String,
+    app: String,
+    trace_id: String,
+    span_id: String,
     n: u64,
 }
 
@@ -164,8 +181,8 @@ impl ClickhouseBackend {
              WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)}",
         );
         bounds
-            .bind("traces", Param::Strs(traces.clone()))
-            .bind("apps", Param::Strs(apps.clone()));
+            .bind("traces", Param::Strs(traces))
+            .bind("apps", Param::Strs(apps));
         let b: BoundsRow = bounds
             .query(&self.inner.client)
             .fetch_one()
@@ -174,59 +191,162 @@ impl ClickhouseBackend {
         if b.n == 0 {
             return Ok(Traces::default());
         }
+        self.traces_in(keys, b.lo, b.hi, step_columns).await
+    }
+
+    /// Executions and steps of the given `(app, trace_id)` pairs that start
+    /// in `[lo, hi]` (ns), the two reads sent at once.
+    async fn traces_in(
+        &self,
+        keys: &[(String, String)],
+        lo: i64,
+        hi: i64,
+        step_columns: &str,
+    ) -> Result<Traces, StoreError> {
+        let (apps, traces) = unzip_keys(keys);
         let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
              AND start_time >= fromUnixTimestamp64Nano({lo:Int64}) \
              AND start_time <= fromUnixTimestamp64Nano({hi:Int64})";
         let bind = |sql: &mut Sql| {
             sql.bind("apps", Param::Strs(apps.clone()))
                 .bind("traces", Param::Strs(traces.clone()))
-                .bind("lo", Param::I64(b.lo))
-                .bind("hi", Param::I64(b.hi));
+                .bind("lo", Param::I64(lo))
+                .bind("hi", Param::I64(hi));
         };
         let mut ex = Sql::new(latest_executions(EXECUTION_COLUMNS, filter));
         bind(&mut ex);
-        let executions = self.fetch_executions(&ex).await?;
+        // Sorted by (app, trace_id) through the `steps_by_trace` projection.
         let mut st = Sql::new(format!(
             "SELECT {step_columns} FROM steps WHERE {filter} \
              ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id"
         ));
         bind(&mut st);
-        let steps = self.fetch_steps(&st).await?;
+        let (executions, steps) =
+            tokio::try_join!(self.fetch_executions(&ex), self.fetch_steps(&st))?;
         Ok(Traces::new(executions, steps))
+    }
+
+    /// The number of steps of each of `executions`, as
+    /// [`Traces::steps_of`] counts them, without reading the steps: per
+    /// trace, the distinct executions, the distinct step span ids and which
+    /// of the executions' own span ids also appear as steps, in one query
+    /// (three aggregations inside the traces' time bounds). A trace holding
+    /// one execution gives its count directly; the rare trace holding
+    /// several (nested pipelines) is read whole and split as everywhere else.
+    async fn step_counts(&self, executions: &[Execution]) -> Result<Vec<u64>, StoreError> {
+        let keys = trace_keys(executions);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (apps, traces) = unzip_keys(&keys);
+        let mut spans: Vec<String> = executions.iter().map(|e| e.span_id.clone()).collect();
+        spans.sort();
+        spans.dedup();
+        // The traces' time bounds from the lookup table, as a scalar
+        // subquery: ClickHouse runs it first and prunes partitions and
+        // sort-key ranges with its result like with constants.
+        let bounds = "(SELECT (toUnixTimestamp64Nano(min(start_min)), \
+             toUnixTimestamp64Nano(max(start_max))) FROM trace_index \
+             WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)})";
+        let filter = format!(
+            "app IN {{apps:Array(String)}} AND trace_id IN {{traces:Array(String)}} \
+             AND start_time >= fromUnixTimestamp64Nano({bounds}.1) \
+             AND start_time <= fromUnixTimestamp64Nano({bounds}.2)"
+        );
+        let mut sql = Sql::new(format!(
+            "SELECT 'e' AS kind, toString(app) AS app, trace_id, '' AS span_id, \
+               uniqExact(execution_id) AS n FROM executions WHERE {filter} GROUP BY app, trace_id \
+             UNION ALL SELECT 's', toString(app), trace_id, '', uniqExact(span_id) \
+               FROM steps WHERE {filter} GROUP BY app, trace_id \
+             UNION ALL SELECT 'x', toString(app), trace_id, span_id, toUInt64(1) \
+               FROM steps WHERE {filter} AND span_id IN {{spans:Array(String)}} \
+               GROUP BY app, trace_id, span_id"
+        ));
+        sql.bind("apps", Param::Strs(apps))
+            .bind("traces", Param::Strs(traces))
+            .bind("spans", Param::Strs(spans));
+        let rows: Vec<CountRow> = sql
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        let mut execs: HashMap<(String, String), u64> = HashMap::new();
+        let mut steps: HashMap<(String, String), u64> = HashMap::new();
+        let mut exec_spans: HashSet<(String, String, String)> = HashSet::new();
+        for r in rows {
+            match r.kind.as_str() {
+                "e" => {
+                    execs.insert((r.app, r.trace_id), r.n);
+                }
+                "s" => {
+                    steps.insert((r.app, r.trace_id), r.n);
+                }
+                _ => {
+                    exec_spans.insert((r.app, r.trace_id, r.span_id));
+                }
+            }
+        }
+        let key = |e: &Execution| (e.app.clone(), e.trace_id.clone());
+        let shared: Vec<(String, String)> = keys
+            .iter()
+            .filter(|k| execs.get(*k).copied().unwrap_or(0) > 1)
+            .cloned()
+            .collect();
+        let whole = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
+        Ok(executions
+            .iter()
+            .map(|e| {
+                let k = key(e);
+                if execs.get(&k).copied().unwrap_or(0) > 1 {
+                    return whole.steps_of(e).len() as u64;
+                }
+                let own =
+                    exec_spans.contains(&(e.app.clone(), e.trace_id.clone(), e.span_id.clone()));
+                steps.get(&k).copied().unwrap_or(0) - u64::from(own)
+            })
+            .collect())
     }
 
     /// The first `limit + 1` executions, newest first, that match `inner`
     /// (filters on columns that never change between versions, applied
     /// before deduplication) and `outer` (filters on the newest version),
     /// with every parameter of both bound in `sql` plus `limit` (= `limit + 1`).
-    /// `None` when nothing matches `inner`.
+    /// `within` is the `[lo, hi]` (ns) that `inner`'s time conditions allow.
+    /// `None` when no execution starts there.
     ///
     /// Instead of deduplicating every execution of the app, it reads a time
-    /// range ending at the newest matching start, [`LIST_FIRST_SPAN_NS`]
-    /// long, and widens it 16-fold until the page is full or the range
-    /// covers every matching row: each read is a sort-key range (day
-    /// partitions, then `(app, pipeline, start_time)`). Rows outside a range
-    /// are all older than every row inside, so a full page from a range is
-    /// the page.
+    /// range ending at the newest start, [`LIST_FIRST_SPAN_NS`] long, and
+    /// widens it 16-fold until the page is full or the range covers every
+    /// matching row: each read is a sort-key range (day partitions, then
+    /// `(app, pipeline, start_time)`). Rows outside a range are all older
+    /// than every row inside, so a full page from a range is the page. The
+    /// newest and oldest starts are those of the whole table, which
+    /// ClickHouse answers from the parts' min/max index without reading rows
+    /// (reading `start_time` of the matching rows cost more than the page).
     async fn newest_first(
         &self,
         sql: &Sql,
         inner: &str,
         outer: &str,
         limit: u32,
+        within: (i64, i64),
     ) -> Result<Option<Vec<Execution>>, StoreError> {
-        let mut bounds = sql.clone();
-        bounds.text = format!(
-            "SELECT toUnixTimestamp64Nano(min(start_time)) AS lo, \
-             toUnixTimestamp64Nano(max(start_time)) AS hi, count() AS n \
-             FROM executions WHERE {inner}"
-        );
-        let b: BoundsRow = bounds
-            .query(&self.inner.client)
+        let table: BoundsRow = self
+            .inner
+            .client
+            .query_raw(
+                "SELECT toUnixTimestamp64Nano(min(start_time)) AS lo, \
+                 toUnixTimestamp64Nano(max(start_time)) AS hi, count() AS n FROM executions",
+            )
             .fetch_one()
             .await
             .map_err(store_error)?;
-        if b.n == 0 {
+        let b = BoundsRow {
+            lo: table.lo.max(within.0),
+            hi: table.hi.min(within.1),
+            n: table.n,
+        };
+        if b.n == 0 || b.lo > b.hi {
             return Ok(None);
         }
         let mut span = LIST_FIRST_SPAN_NS;
@@ -359,7 +479,19 @@ impl Store for ClickhouseBackend {
             );
         }
         sql.bind("limit", Param::U32(page.limit.saturating_add(1)));
-        let Some(mut executions) = self.newest_first(&sql, &inner, &outer, page.limit).await?
+        let mut within = (i64::MIN, i64::MAX);
+        if let Some(t) = filter.from_ns {
+            within.0 = t;
+        }
+        if let Some(t) = filter.to_ns {
+            within.1 = t.saturating_sub(1);
+        }
+        if let Some(c) = &page.after {
+            within.1 = within.1.min(c.start_time_ns);
+        }
+        let Some(mut executions) = self
+            .newest_first(&sql, &inner, &outer, page.limit, within)
+            .await?
         else {
             return Ok(ExecutionPage {
                 items: Vec::new(),
@@ -368,9 +500,7 @@ impl Store for ClickhouseBackend {
         };
         let more = executions.len() > page.limit as usize;
         executions.truncate(page.limit as usize);
-        let traces = self
-            .traces(&trace_keys(&executions), LIGHT_STEP_COLUMNS)
-            .await?;
+        let counts = self.step_counts(&executions).await?;
         let next = if more {
             executions.last().map(|e| Cursor {
                 start_time_ns: e.start_time_ns,
@@ -382,9 +512,10 @@ impl Store for ClickhouseBackend {
         };
         let items = executions
             .into_iter()
-            .map(|e| ExecutionSummary {
-                step_count: traces.steps_of(&e).len() as u64,
-                execution: e,
+            .zip(counts)
+            .map(|(execution, step_count)| ExecutionSummary {
+                step_count,
+                execution,
             })
             .collect();
         Ok(ExecutionPage { items, next })
@@ -395,24 +526,41 @@ impl Store for ClickhouseBackend {
         scope: &Scope,
         id: &str,
     ) -> Result<Option<ExecutionDetail>, StoreError> {
-        // id -> (app, trace) through the lookup table (sorted by id).
-        let mut sql = Sql::new(
-            "SELECT app, trace_id FROM trace_index WHERE id IN ({id:String}, {trace:String})",
+        // id -> (app, trace) and the trace's time bounds, in one read of the
+        // lookup table (sorted by id): the rows of `id` name the traces, the
+        // rows of those trace ids give the bounds of their executions and steps.
+        let app = if scope.app().is_some() {
+            " AND app = {app:String}"
+        } else {
+            ""
+        };
+        let mut sql = Sql::new(format!(
+            "SELECT app, trace_id, toUnixTimestamp64Nano(min(start_min)) AS lo, \
+             toUnixTimestamp64Nano(max(start_max)) AS hi FROM trace_index \
+             WHERE (id, app) IN (SELECT trace_id, app FROM trace_index \
+               WHERE id IN ({{id:String}}, {{trace:String}}){app}){app} \
+             GROUP BY app, trace_id"
+        ));
+        sql.bind("id", Param::Str(id.to_string())).bind(
+            "trace",
+            Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
         );
-        sql.bind("id", Param::Str(id.to_string()))
-            .bind(
-                "trace",
-                Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
-            )
-            .scope(scope);
-        sql.push(" GROUP BY app, trace_id");
-        let keys: Vec<TraceKeyRow> = sql
+        if let Some(a) = scope.app() {
+            sql.bind("app", Param::Str(a.to_string()));
+        }
+        let rows: Vec<TraceBoundsRow> = sql
             .query(&self.inner.client)
             .fetch_all()
             .await
             .map_err(store_error)?;
-        let keys: Vec<(String, String)> = keys.into_iter().map(|k| (k.app, k.trace_id)).collect();
-        let traces = self.traces(&keys, STEP_COLUMNS).await?;
+        let (Some(lo), Some(hi)) = (
+            rows.iter().map(|r| r.lo).min(),
+            rows.iter().map(|r| r.hi).max(),
+        ) else {
+            return Ok(None);
+        };
+        let keys: Vec<(String, String)> = rows.into_iter().map(|k| (k.app, k.trace_id)).collect();
+        let traces = self.traces_in(&keys, lo, hi, STEP_COLUMNS).await?;
         let candidates: Vec<Execution> = traces
             .executions()
             .filter(|e| scope.app().is_none_or(|a| a == e.app))

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0002_steps_by_span.sql",
         include_str!("../../../../migrations/clickhouse/0002_steps_by_span.sql"),
     ),
+    (
+        3,
+        "0003_steps_by_trace.sql",
+        include_str!("../../../../migrations/clickhouse/0003_steps_by_trace.sql"),
+    ),
 ];
 
 /// What a rendering depends on: database, TTL and cluster.
