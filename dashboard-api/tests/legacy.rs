@@ -458,8 +458,12 @@ async fn check_backend(t: TestBackend) {
         )
     );
 
+    // The completion and the step's end came in separate requests, which
+    // may reach the store in separate batches: wait for both.
     let run = env
-        .eventually("/runs/run-1", &key_a, |v| v["status"] == "COMPLETED")
+        .eventually("/runs/run-1", &key_a, |v| {
+            v["status"] == "COMPLETED" && v["total_cost"] == 0.004
+        })
         .await;
     assert_eq!(
         run["name"], "lead-scoring",

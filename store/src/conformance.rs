@@ -1098,6 +1098,23 @@ pub async fn several_executions_in_one_trace(t: TestBackend) {
         "[{}] inner",
         t.name
     );
+    // The list counts each execution's own steps, as its detail shows them.
+    let listed = t
+        .backend
+        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
+        .await
+        .unwrap();
+    let counts: Vec<(&str, u64)> = listed
+        .items
+        .iter()
+        .map(|s| (s.execution.execution_id.as_str(), s.step_count))
+        .collect();
+    assert_eq!(
+        counts,
+        [("inner", 2), ("outer", 1)],
+        "[{}] list step counts",
+        t.name
+    );
 }
 
 /// Apps and API keys: create, list, look up by hash, revoke, conflicts.

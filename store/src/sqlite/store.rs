@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use xray_model::{ApiKey, App, Execution};
+use xray_model::{ApiKey, App, Execution, Step};
 
 use super::rows::{self, API_KEY_COLUMNS, EXECUTION_COLUMNS, STEP_COLUMNS, to_json};
 use super::{SqliteBackend, analytics};
@@ -102,7 +102,8 @@ fn list(
     }
     let sql = format!(
         "SELECT {EXECUTION_COLUMNS}, \
-           (SELECT COUNT(*) FROM steps s WHERE s.app = e.app AND s.trace_id = e.trace_id AND s.span_id <> e.span_id) \
+           (SELECT COUNT(*) FROM steps s WHERE s.app = e.app AND s.trace_id = e.trace_id AND s.span_id <> e.span_id), \
+           (SELECT COUNT(*) FROM executions x INDEXED BY executions_by_trace WHERE x.trace_id = e.trace_id AND x.app = e.app) \
          FROM executions e {} ORDER BY e.start_time_ns DESC, e.app DESC, e.execution_id DESC LIMIT ?",
         w.sql()
     );
@@ -111,14 +112,30 @@ fn list(
     let mut stmt = conn.prepare_cached(&sql).map_err(be)?;
     let mut items = stmt
         .query_map(params_from_iter(values), |r| {
-            Ok(ExecutionSummary {
-                execution: rows::execution(r)?,
-                step_count: r.get::<_, i64>(18)? as u64,
-            })
+            Ok((
+                ExecutionSummary {
+                    execution: rows::execution(r)?,
+                    step_count: r.get::<_, i64>(18)? as u64,
+                },
+                r.get::<_, i64>(19)?,
+            ))
         })
         .map_err(be)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(be)?;
+        .map_err(be)?
+        .into_iter()
+        .map(|(mut summary, executions_in_trace)| {
+            // A trace holding several executions (nested pipelines): count
+            // only this execution's own steps, as its detail shows them.
+            if executions_in_trace > 1 {
+                let e = &summary.execution;
+                let (trace_executions, steps) = trace(conn, &e.app, &e.trace_id)?;
+                summary.step_count =
+                    aggregate::steps_of_execution(e, &trace_executions, steps).len() as u64;
+            }
+            Ok(summary)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let next = if items.len() > page.limit as usize {
         items.truncate(page.limit as usize);
         items.last().map(|s| Cursor {
@@ -166,12 +183,23 @@ fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDet
     let Some(execution) = found else {
         return Ok(None);
     };
-    let trace_executions = conn
+    let (trace_executions, steps) = trace(conn, &execution.app, &execution.trace_id)?;
+    let steps = aggregate::steps_of_execution(&execution, &trace_executions, steps);
+    Ok(Some(ExecutionDetail { execution, steps }))
+}
+
+/// Every execution and step of one trace.
+fn trace(
+    conn: &Connection,
+    app: &str,
+    trace_id: &str,
+) -> Result<(Vec<Execution>, Vec<Step>), StoreError> {
+    let executions = conn
         .prepare_cached(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions e INDEXED BY executions_by_trace WHERE e.app = ?1 AND e.trace_id = ?2"
         ))
         .map_err(be)?
-        .query_map(params![execution.app, execution.trace_id], rows::execution)
+        .query_map(params![app, trace_id], rows::execution)
         .map_err(be)?
         .collect::<Result<Vec<Execution>, _>>()
         .map_err(be)?;
@@ -180,12 +208,11 @@ fn get(conn: &Connection, scope: &Scope, id: &str) -> Result<Option<ExecutionDet
             "SELECT {STEP_COLUMNS} FROM steps WHERE app = ?1 AND trace_id = ?2"
         ))
         .map_err(be)?
-        .query_map(params![execution.app, execution.trace_id], rows::step)
+        .query_map(params![app, trace_id], rows::step)
         .map_err(be)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(be)?;
-    let steps = aggregate::steps_of_execution(&execution, &trace_executions, steps);
-    Ok(Some(ExecutionDetail { execution, steps }))
+    Ok((executions, steps))
 }
 
 fn steps_by_span(
