@@ -46,6 +46,23 @@ fn scope() -> Scope {
     Scope::App(APP.into())
 }
 
+/// The first ten executions of the default filter.
+async fn first_page(t: &TestBackend) -> crate::ExecutionPage {
+    t.backend
+        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
+        .await
+        .unwrap()
+}
+
+/// The detail of execution `id`, which must exist.
+async fn detail(t: &TestBackend, id: &str) -> crate::ExecutionDetail {
+    t.backend
+        .get_execution(&scope(), id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("[{}] execution {id} not found", t.name))
+}
+
 fn page(limit: u32) -> PageRequest {
     PageRequest { limit, after: None }
 }
@@ -117,11 +134,7 @@ pub async fn write_then_read_back(t: TestBackend) {
             .unwrap()
             .is_none()
     );
-    let list = t
-        .backend
-        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
-        .await
-        .unwrap();
+    let list = first_page(&t).await;
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].step_count, 3, "[{}] step count", t.name);
     assert!(list.next.is_none());
@@ -145,18 +158,9 @@ pub async fn idempotent_reinsert(t: TestBackend) {
         },
     )
     .await;
-    let list = t
-        .backend
-        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
-        .await
-        .unwrap();
+    let list = first_page(&t).await;
     assert_eq!(list.items.len(), 1, "[{}] duplicate executions", t.name);
-    let d = t
-        .backend
-        .get_execution(&scope(), "exec-dup")
-        .await
-        .unwrap()
-        .unwrap();
+    let d = detail(&t, "exec-dup").await;
     assert_eq!(d.steps.len(), 1, "[{}] duplicate steps", t.name);
     let pipes = t
         .backend
@@ -206,12 +210,7 @@ pub async fn newest_version_wins(t: TestBackend) {
         },
     )
     .await;
-    let d = t
-        .backend
-        .get_execution(&scope(), "exec-v")
-        .await
-        .unwrap()
-        .unwrap();
+    let d = detail(&t, "exec-v").await;
     assert_eq!(
         d.execution.status,
         Status::Completed,
@@ -237,23 +236,14 @@ pub async fn newest_version_wins(t: TestBackend) {
         },
     )
     .await;
-    let list = t
-        .backend
-        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
-        .await
-        .unwrap();
+    let list = first_page(&t).await;
     assert_eq!(list.items.len(), 1, "[{}] one execution", t.name);
     assert_eq!(
         list.items[0].step_count, 1,
         "[{}] step count with versions and the execution's own span",
         t.name
     );
-    let d = t
-        .backend
-        .get_execution(&scope(), "exec-v")
-        .await
-        .unwrap()
-        .unwrap();
+    let d = detail(&t, "exec-v").await;
     assert_eq!(d.steps.len(), 1, "[{}] detail steps", t.name);
 }
 
@@ -285,12 +275,7 @@ pub async fn steps_before_execution(t: TestBackend) {
         },
     )
     .await;
-    let d = t
-        .backend
-        .get_execution(&scope(), "exec-late")
-        .await
-        .unwrap()
-        .unwrap();
+    let d = detail(&t, "exec-late").await;
     assert_eq!(d.steps, vec![s], "[{}] early step not attached", t.name);
 }
 
@@ -1075,35 +1060,19 @@ pub async fn several_executions_in_one_trace(t: TestBackend) {
     .await;
     let names = |d: crate::ExecutionDetail| d.steps.into_iter().map(|s| s.name).collect::<Vec<_>>();
     assert_eq!(
-        names(
-            t.backend
-                .get_execution(&scope(), "outer")
-                .await
-                .unwrap()
-                .unwrap()
-        ),
+        names(detail(&t, "outer").await),
         ["a"],
         "[{}] outer",
         t.name
     );
     assert_eq!(
-        names(
-            t.backend
-                .get_execution(&scope(), "inner")
-                .await
-                .unwrap()
-                .unwrap()
-        ),
+        names(detail(&t, "inner").await),
         ["b", "c"],
         "[{}] inner",
         t.name
     );
     // The list counts each execution's own steps, as its detail shows them.
-    let listed = t
-        .backend
-        .list_executions(&scope(), &ExecutionFilter::default(), &page(10))
-        .await
-        .unwrap();
+    let listed = first_page(&t).await;
     let counts: Vec<(&str, u64)> = listed
         .items
         .iter()
