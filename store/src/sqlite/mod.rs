@@ -11,7 +11,7 @@
 //!   file, then fsync) run on a thread of their own, `xray-sqlite-checkpoint`,
 //!   woken after every write, so the writer does not pay for them between
 //!   batches. The writer checkpoints itself only as a backstop, when the WAL
-//!   has grown to [`WRITER_CHECKPOINT_PAGES`] because the checkpointer is
+//!   has grown to 64 MiB (4,096 pages) because the checkpoint thread is
 //!   behind.
 //! - Migrations are the numbered files of `migrations/sqlite/`, embedded in
 //!   the binary and tracked in `schema_migrations`.
