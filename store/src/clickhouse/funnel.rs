@@ -34,7 +34,7 @@ use xray_model::{Execution, StepType, merge_rejections};
 
 use super::ClickhouseBackend;
 use super::rows::LIGHT_STEP_COLUMNS;
-use super::store::{Param, Sql};
+use super::store::{Param, Sql, app_condition, latest_executions};
 use crate::aggregate::{self, StepTotals};
 use crate::joins::Traces;
 use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
@@ -81,29 +81,39 @@ const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, en UI
      d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
      rk Array(String), rv Array(UInt64)))";
 
-/// The newest version of the window's executions of the pipeline (filter
-/// parameters: `pipeline`, `from`, `to`, optional `app`).
-fn window_executions(columns: &str, scope: &Scope) -> String {
-    let app = if scope.app().is_some() {
-        " AND app = {app:String}"
-    } else {
-        ""
-    };
+/// The window's executions of the pipeline, every version (parameters:
+/// `pipeline`, `from`, `to`, optional `app`).
+fn window_filter(scope: &Scope) -> String {
     format!(
-        "SELECT {columns} FROM executions WHERE pipeline = {{pipeline:String}} \
+        "pipeline = {{pipeline:String}} \
          AND start_time >= fromUnixTimestamp64Nano({{from:Int64}}) \
-         AND start_time < fromUnixTimestamp64Nano({{to:Int64}}){app} \
-         ORDER BY version DESC, written DESC LIMIT 1 BY app, execution_id"
+         AND start_time < fromUnixTimestamp64Nano({{to:Int64}}){}",
+        app_condition(scope)
+    )
+}
+
+/// The newest version of the window's executions of the pipeline (same
+/// parameters as [`window_filter`]).
+fn window_executions(columns: &str, scope: &Scope) -> String {
+    latest_executions(columns, &window_filter(scope))
+}
+
+/// The steps of the pipeline, or of no pipeline known at write time, that
+/// start in the range (parameters `pipeline`, `lo`, `hi`, optional `app`).
+fn range_steps_filter(scope: &Scope) -> String {
+    format!(
+        "pipeline IN ({{pipeline:String}}, '') \
+         AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
+         AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}){}",
+        app_condition(scope)
     )
 }
 
 fn bind_window(sql: &mut Sql, scope: &Scope, pipeline: &str, window: TimeWindow) {
     sql.bind("pipeline", Param::Str(pipeline.to_string()))
         .bind("from", Param::I64(window.from_ns))
-        .bind("to", Param::I64(window.to_ns));
-    if let Some(app) = scope.app() {
-        sql.bind("app", Param::Str(app.to_string()));
-    }
+        .bind("to", Param::I64(window.to_ns))
+        .bind_scope(scope);
 }
 
 /// The steps of the pipeline in the range (parameters `pipeline`, `lo`,
@@ -116,18 +126,11 @@ fn bind_window(sql: &mut Sql, scope: &Scope, pipeline: &str, window: TimeWindow)
 ///   one identity always have the same hash.
 /// - `Dups::Many`: every row goes through `LIMIT 1 BY`.
 fn steps_sql(scope: &Scope, dups: Dups) -> String {
-    let app = if scope.app().is_some() {
-        "app = {app:String} AND "
-    } else {
-        ""
-    };
     let read = format!(
         "SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
                 candidates_in, candidates_out, rejections, candidates \
-         FROM steps \
-         WHERE {app}pipeline IN ({{pipeline:String}}, '') \
-           AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-           AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}})"
+         FROM steps WHERE {}",
+        range_steps_filter(scope)
     );
     let dedupe = "ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id";
     match dups {
@@ -249,30 +252,19 @@ impl ClickhouseBackend {
         }
         let (lo, hi) = (b.lo.saturating_sub(SLACK_NS), b.hi.saturating_add(SLACK_NS));
         // 2. traces that hold another execution besides the window's one
-        let scope_app = if scope.app().is_some() {
-            "app = {app:String} AND "
-        } else {
-            ""
-        };
         // The set of the window's traces is read without deduplicating
         // versions: a trace whose older version alone is in the window is
         // split in Rust too, where only newest versions count (harmless).
         // More than one distinct execution id is `min != max`, cheaper than
         // counting them.
-        let in_app = if scope.app().is_some() {
-            " AND app = {app:String}"
-        } else {
-            ""
-        };
         let mut shared = Sql::new(format!(
-            "SELECT app, trace_id FROM executions WHERE {scope_app}\
-             start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-             AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
-             AND (app, trace_id) IN (SELECT app, trace_id FROM executions \
-               WHERE pipeline = {{pipeline:String}} \
-               AND start_time >= fromUnixTimestamp64Nano({{from:Int64}}) \
-               AND start_time < fromUnixTimestamp64Nano({{to:Int64}}){in_app}) \
-             GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)"
+            "SELECT app, trace_id FROM executions \
+             WHERE start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
+             AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}){} \
+             AND (app, trace_id) IN (SELECT app, trace_id FROM executions WHERE {}) \
+             GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)",
+            app_condition(scope),
+            window_filter(scope)
         ));
         bind_window(&mut shared, scope, pipeline, window);
         shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
@@ -280,11 +272,9 @@ impl ClickhouseBackend {
         // range, by hash: usually none, and then the aggregation skips the
         // sort that deduplicating versions costs.
         let mut dups = Sql::new(format!(
-            "SELECT {IDENTITY_HASH} AS h FROM steps \
-             WHERE {scope_app}pipeline IN ({{pipeline:String}}, '') \
-               AND start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-               AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}) \
+            "SELECT {IDENTITY_HASH} AS h FROM steps WHERE {} \
              GROUP BY h HAVING count() > 1 LIMIT {}",
+            range_steps_filter(scope),
             MAX_DUP_HASHES + 1
         ));
         bind_window(&mut dups, scope, pipeline, window);

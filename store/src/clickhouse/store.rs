@@ -61,9 +61,13 @@ impl Sql {
 
     /// `AND app = {app:String}` when the scope is one app.
     fn scope(&mut self, scope: &Scope) -> &mut Self {
+        self.push(app_condition(scope)).bind_scope(scope)
+    }
+
+    /// Binds `app` when the scope is one app (for [`app_condition`]).
+    pub(super) fn bind_scope(&mut self, scope: &Scope) -> &mut Self {
         if let Some(app) = scope.app() {
-            self.push(" AND app = {app:String}")
-                .bind("app", Param::Str(app.to_string()));
+            self.bind("app", Param::Str(app.to_string()));
         }
         self
     }
@@ -89,7 +93,17 @@ const LIST_FIRST_SPAN_NS: i64 = 60 * 1_000_000_000;
 
 /// The newest version of each execution among those matching `filter` (SQL
 /// over `executions`, with its parameters already bound in `sql`).
-fn latest_executions(columns: &str, filter: &str) -> String {
+/// ` AND app = {app:String}` when the scope is one app, else nothing; the
+/// parameter is bound by [`Sql::bind_scope`].
+pub(super) fn app_condition(scope: &Scope) -> &'static str {
+    if scope.app().is_some() {
+        " AND app = {app:String}"
+    } else {
+        ""
+    }
+}
+
+pub(super) fn latest_executions(columns: &str, filter: &str) -> String {
     format!(
         "SELECT {columns} FROM executions WHERE {filter} \
          ORDER BY version DESC, written DESC LIMIT 1 BY app, execution_id"
@@ -286,18 +300,14 @@ impl ClickhouseBackend {
                 }
             }
         }
-        let key = |e: &Execution| (e.app.clone(), e.trace_id.clone());
-        let shared: Vec<(String, String)> = keys
-            .iter()
-            .filter(|k| execs.get(*k).copied().unwrap_or(0) > 1)
-            .cloned()
-            .collect();
+        let is_shared = |k: &(String, String)| execs.get(k).copied().unwrap_or(0) > 1;
+        let shared: Vec<(String, String)> = keys.iter().filter(|k| is_shared(k)).cloned().collect();
         let whole = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
         Ok(executions
             .iter()
             .map(|e| {
-                let k = key(e);
-                if execs.get(&k).copied().unwrap_or(0) > 1 {
+                let k = (e.app.clone(), e.trace_id.clone());
+                if is_shared(&k) {
                     return whole.steps_of(e).len() as u64;
                 }
                 let own =
@@ -529,11 +539,7 @@ impl Store for ClickhouseBackend {
         // id -> (app, trace) and the trace's time bounds, in one read of the
         // lookup table (sorted by id): the rows of `id` name the traces, the
         // rows of those trace ids give the bounds of their executions and steps.
-        let app = if scope.app().is_some() {
-            " AND app = {app:String}"
-        } else {
-            ""
-        };
+        let app = app_condition(scope);
         let mut sql = Sql::new(format!(
             "SELECT app, trace_id, toUnixTimestamp64Nano(min(start_min)) AS lo, \
              toUnixTimestamp64Nano(max(start_max)) AS hi FROM trace_index \
@@ -541,13 +547,12 @@ impl Store for ClickhouseBackend {
                WHERE id IN ({{id:String}}, {{trace:String}}){app}){app} \
              GROUP BY app, trace_id"
         ));
-        sql.bind("id", Param::Str(id.to_string())).bind(
-            "trace",
-            Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
-        );
-        if let Some(a) = scope.app() {
-            sql.bind("app", Param::Str(a.to_string()));
-        }
+        sql.bind("id", Param::Str(id.to_string()))
+            .bind(
+                "trace",
+                Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
+            )
+            .bind_scope(scope);
         let rows: Vec<TraceBoundsRow> = sql
             .query(&self.inner.client)
             .fetch_all()

@@ -235,25 +235,6 @@ impl SqliteBackend {
             .map_err(backend_err)?
     }
 
-    /// Runs `f` on the writer connection in place when the runtime allows
-    /// blocking a worker thread (multi-threaded runtime), so a large borrowed
-    /// batch needs no copy to move to the blocking pool; on a current-thread
-    /// runtime it falls back to `with_writer` with an owned copy from `own`.
-    async fn with_writer_borrowed<'a, T, F, O, G>(&self, f: F, own: O) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + 'a,
-        O: FnOnce() -> G,
-        G: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| self.inner.write(f))
-            }
-            _ => self.with_writer(own()).await,
-        }
-    }
-
     /// Runs `f` on a pooled read-only connection on the blocking pool.
     async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -123,18 +123,19 @@ impl Sink for SqliteBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        // Written in place on a multi-threaded runtime (the collector's);
-        // elsewhere cloned once to move it to the blocking pool, as the
-        // contract gives us `&MappedBatch`.
-        self.with_writer_borrowed(
-            |conn| write_batch(conn, batch),
-            || {
-                let owned = batch.clone();
-                move |conn: &mut rusqlite::Connection| write_batch(conn, &owned)
-            },
-        )
-        .await
-        .map_err(|e| match e {
+        // On a multi-threaded runtime (the collector's) the borrowed batch is
+        // written in place, blocking this worker thread; elsewhere it is
+        // cloned once to move it to the blocking pool, as the contract gives
+        // us `&MappedBatch`.
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        let written = if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = flavor {
+            tokio::task::block_in_place(|| self.inner.write(|conn| write_batch(conn, batch)))
+        } else {
+            let owned = batch.clone();
+            self.with_writer(move |conn| write_batch(conn, &owned))
+                .await
+        };
+        written.map_err(|e| match e {
             StoreError::Unavailable(message) => SinkError::Retryable {
                 sink: "sqlite".into(),
                 message,

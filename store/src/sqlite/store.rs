@@ -1,5 +1,7 @@
 //! Reads for the dashboard API, apps and keys.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -110,7 +112,7 @@ fn list(
     let mut values = w.values;
     values.push(Value::Integer(i64::from(page.limit) + 1));
     let mut stmt = conn.prepare_cached(&sql).map_err(be)?;
-    let mut items = stmt
+    let listed = stmt
         .query_map(params_from_iter(values), |r| {
             Ok((
                 ExecutionSummary {
@@ -122,20 +124,26 @@ fn list(
         })
         .map_err(be)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(be)?
-        .into_iter()
-        .map(|(mut summary, executions_in_trace)| {
-            // A trace holding several executions (nested pipelines): count
-            // only this execution's own steps, as its detail shows them.
-            if executions_in_trace > 1 {
-                let e = &summary.execution;
-                let (trace_executions, steps) = trace(conn, &e.app, &e.trace_id)?;
-                summary.step_count =
-                    aggregate::steps_of_execution(e, &trace_executions, steps).len() as u64;
+        .map_err(be)?;
+    // A trace holding several executions (nested pipelines): count only
+    // each execution's own steps, as its detail shows them; such a trace is
+    // read once however many of its executions the page lists.
+    let mut shared: HashMap<(String, String), (Vec<Execution>, Vec<Step>)> = HashMap::new();
+    let mut items = Vec::with_capacity(listed.len());
+    for (mut summary, executions_in_trace) in listed {
+        if executions_in_trace > 1 {
+            let e = &summary.execution;
+            let key = (e.app.clone(), e.trace_id.clone());
+            if !shared.contains_key(&key) {
+                let whole = trace(conn, &e.app, &e.trace_id)?;
+                shared.insert(key.clone(), whole);
             }
-            Ok(summary)
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+            let (trace_executions, steps) = &shared[&key];
+            summary.step_count =
+                aggregate::steps_of_execution(e, trace_executions, steps.clone()).len() as u64;
+        }
+        items.push(summary);
+    }
     let next = if items.len() > page.limit as usize {
         items.truncate(page.limit as usize);
         items.last().map(|s| Cursor {
