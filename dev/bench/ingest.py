@@ -183,10 +183,11 @@ def bench_xray(args, backend, ch_url=None):
         # (a retried batch); confirm with the store itself. Paging through
         # the store takes seconds at this size, so that time counts only
         # when the first count still falls short.
-        if count() < want:
+        final = counted()
+        if final["executions"] + final["steps"] < want:
             _, t_done = wait_stored(count, want, args.settle)
             cpu = cpu_seconds(proc.pid) - cpu0
-        final = counted()
+            final = counted()
         rss = peak_rss_mb(proc.pid)
         elapsed = t_done - t0
         return {
@@ -335,9 +336,9 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--payload-min", type=int, default=None,
-                   help="smallest LLM prompt/output text in bytes (load generator default 512)")
+                   help="smallest LLM prompt/output text in bytes (default: the load generator's)")
     p.add_argument("--payload-max", type=int, default=None,
-                   help="largest LLM prompt/output text in bytes (load generator default 4096)")
+                   help="largest LLM prompt/output text in bytes (default: the load generator's)")
     p.add_argument("--settle", type=float, default=120,
                    help="give up waiting for the store when its count has not moved for this many seconds")
     p.add_argument("--xray-bin", default=str(ROOT / "target/release/xray"))
@@ -367,7 +368,7 @@ def main():
           f"{os.cpu_count()} CPUs; load: {args.protocol}, {args.mode} mode, "
           f"{args.concurrency} connections, {args.duration}, batch {args.batch}, "
           f"rate {args.rate or 'unlimited'}, LLM payloads "
-          f"{args.payload_min or 512}-{args.payload_max or 4096} bytes\n")
+          f"{args.payload_min or 'default'}-{args.payload_max or 'default'} bytes\n")
     print_table(rows, sys.stdout)
     phoenix = next((r for r in rows if r["target"] == "phoenix"), None)
     if phoenix:
