@@ -5,9 +5,12 @@ For development and tests only: production uses a real ClickHouse server.
 It speaks the subset of ClickHouse's HTTP interface that the Rust `clickhouse`
 crate (and curl) use; see README.md next to this file.
 
-All engine calls go through one chdb connection and are serialized by one lock.
-Request bodies are read (and decompressed, checksums verified) completely
-before the lock is taken, so a slow or open upload never blocks other clients.
+Engine calls go through a small pool of chdb connections to one engine (one
+data directory), so queries from different clients run at the same time, as
+on a real server; each request holds one connection from its first engine
+call to its last. Request bodies are read (and decompressed, checksums
+verified) completely before a connection is taken, so a slow or open upload
+never holds one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -316,75 +320,96 @@ def decode_content_encoding(encoding: str, body: bytes) -> bytes:
 
 
 class Engine:
-    """One chdb connection; every call runs under `self.lock`."""
+    """A pool of chdb connections to one engine; a call holds one connection.
 
-    def __init__(self, data_dir: str):
+    Every connection is a session of its own (current database, settings), so
+    a request's `USE`/`SET` never reaches another request running at the same
+    time; both are reset before the connection goes back to the pool.
+    """
+
+    def __init__(self, data_dir: str, connections: int = 4):
         # Imported here (slow import) so signal handlers are in place first.
         # chdb's Python wrappers add pandas/arrow post-processing depending on
         # the format name; the extension module is used directly to get raw
         # bytes back for every format. chdb-core is pinned in requirements.txt.
         from chdb import _chdb
 
-        self.conn = _chdb.connect(data_dir)
-        self.lock = threading.Lock()
-        self.version = self._raw("SELECT version()").bytes().decode().strip()
-        self.timezone = self._raw("SELECT timezone()").bytes().decode().strip()
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        self._all = [_chdb.connect(data_dir) for _ in range(connections)]
+        # LIFO: under light load the same (warm) connection serves requests.
+        self._free: queue.LifoQueue = queue.LifoQueue()
+        for conn in self._all:
+            self._free.put(conn)
+        conn = self._all[0]
+        self.version = conn.query("SELECT version()", "TabSeparated").bytes().decode().strip()
+        self.timezone = conn.query("SELECT timezone()", "TabSeparated").bytes().decode().strip()
 
-    def _raw(self, sql: str, fmt: str = "TabSeparated", params: dict | None = None):
-        return self.conn.query(sql, fmt, params=params or {})
+    @property
+    def connections(self) -> int:
+        return len(self._all)
 
     def close(self):
-        with self.lock:
-            self.conn.close()
+        # Waits for every connection to come back, so no call is cut short.
+        taken = [self._free.get() for _ in self._all]
+        for conn in taken:
+            conn.close()
 
     def run(self, req: "Prepared"):
         """Apply per-request database/settings, run, reset. Returns (result, stats)."""
-        applied = []
-        with self.lock:
-            try:
-                if req.database:
-                    self._engine_call(self._raw, f"USE `{req.database}`")
-                for name, value in req.settings:
-                    self._engine_call(self._raw, f"SET {name} = {_sql_literal(value)}")
-                    applied.append(name)
-                if req.insert is not None:
-                    return self._insert(req)
-                res = self._engine_call(self._raw, req.sql, req.fmt, req.params)
-                return res, {
-                    "read_rows": res.storage_rows_read(),
-                    "read_bytes": res.storage_bytes_read(),
-                    "written_rows": res.rows_written(),
-                    "written_bytes": res.bytes_written(),
-                    "result_rows": res.rows_read(),
-                    "result_bytes": res.bytes_read(),
-                    "elapsed": res.elapsed(),
-                }
-            finally:
-                for name in applied:
-                    try:
-                        self._raw(f"SET {name} = DEFAULT")
-                    except Exception:
-                        pass
-                # A request must not leave a current database behind (HTTP
-                # queries without a session are independent on a real server).
-                if req.database or req.may_change_db:
-                    try:
-                        self._raw("USE default")
-                    except Exception:
-                        pass
+        conn = self._free.get()
+        try:
+            return self._run_on(conn, req)
+        finally:
+            self._free.put(conn)
 
-    def _insert(self, req: "Prepared"):
+    def _run_on(self, conn, req: "Prepared"):
+        raw = lambda sql, fmt="TabSeparated", params=None: conn.query(sql, fmt, params=params or {})  # noqa: E731
+        applied = []
+        try:
+            if req.database:
+                self._engine_call(raw, f"USE `{req.database}`")
+            for name, value in req.settings:
+                self._engine_call(raw, f"SET {name} = {_sql_literal(value)}")
+                applied.append(name)
+            if req.insert is not None:
+                return self._insert(conn, req)
+            res = self._engine_call(raw, req.sql, req.fmt, req.params)
+            return res, {
+                "read_rows": res.storage_rows_read(),
+                "read_bytes": res.storage_bytes_read(),
+                "written_rows": res.rows_written(),
+                "written_bytes": res.bytes_written(),
+                "result_rows": res.rows_read(),
+                "result_bytes": res.bytes_read(),
+                "elapsed": res.elapsed(),
+            }
+        finally:
+            for name in applied:
+                try:
+                    raw(f"SET {name} = DEFAULT")
+                except Exception:
+                    pass
+            # A request must not leave a current database behind (HTTP
+            # queries without a session are independent on a real server).
+            if req.database or req.may_change_db:
+                try:
+                    raw("USE default")
+                except Exception:
+                    pass
+
+    def _insert(self, conn, req: "Prepared"):
         head, fmt, chunks = req.insert
         started = time.perf_counter()
-        inserter = self._engine_call(self.conn.send_insert, head, fmt)
+        inserter = self._engine_call(conn.send_insert, head, fmt)
         try:
             for chunk in chunks:
                 if chunk:
-                    self.conn.insert_append(inserter, chunk)
-            res = self.conn.insert_done(inserter)
+                    conn.insert_append(inserter, chunk)
+            res = conn.insert_done(inserter)
         except Exception as exc:
             try:
-                self.conn.insert_cancel(inserter)
+                conn.insert_cancel(inserter)
             except Exception:
                 pass
             raise CHError.from_engine(exc)
@@ -739,6 +764,12 @@ def serve(argv=None) -> int:
     ap.add_argument("--data-dir", help="engine data directory (default: a fresh temp dir, removed on exit)")
     ap.add_argument("--port-file", help="write the port here once the server accepts connections")
     ap.add_argument("--pid-file", help="write this process's pid here once the server accepts connections")
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="engine connections, i.e. queries that run at the same time (default 4)",
+    )
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     opts = ap.parse_args(argv)
 
@@ -763,7 +794,7 @@ def serve(argv=None) -> int:
     os.makedirs(data_dir, exist_ok=True)
 
     try:
-        engine = Engine(data_dir)
+        engine = Engine(data_dir, opts.connections)
     except Exception as exc:
         print(f"cannot open chdb data dir {data_dir}: {exc}", file=sys.stderr)
         if tmp:
@@ -780,7 +811,11 @@ def serve(argv=None) -> int:
             with open(path + ".tmp", "w") as f:
                 f.write(f"{value}\n")
             os.replace(path + ".tmp", path)
-    print(f"chdb {engine.version} listening on http://{opts.host}:{port} (data: {data_dir})", flush=True)
+    print(
+        f"chdb {engine.version} listening on http://{opts.host}:{port} "
+        f"(data: {data_dir}, {engine.connections} connections)",
+        flush=True,
+    )
 
     try:
         if not stopping.is_set():

@@ -451,6 +451,58 @@ def test_concurrent_inserts_and_selects(server):
     assert q(server, "SELECT count() FROM conc") == f"{n_threads * n_iter * n_rows}\n".encode()
 
 
+def test_queries_run_at_the_same_time_each_in_its_own_session(server):
+    """A slow query holds one engine connection; others run meanwhile, and
+    neither sees the other's database or settings."""
+    q(server, "CREATE DATABASE IF NOT EXISTS dbc")
+    slow = {}
+
+    def run_slow():
+        slow["out"] = q(
+            server,
+            "SELECT currentDatabase(), getSetting('max_threads'), sleep(2)",
+            database="dbc",
+            max_threads="3",
+        )
+
+    th = threading.Thread(target=run_slow)
+    th.start()
+    time.sleep(0.3)
+    for _ in range(5):
+        assert q(server, "SELECT currentDatabase(), getSetting('max_threads') = 3") == b"default\t0\n"
+    assert th.is_alive(), "the other queries waited for the slow one"
+    th.join(timeout=30)
+    assert slow["out"] == b"dbc\t3\t0\n"
+    # and every connection is back in its default state afterwards
+    for _ in range(8):
+        assert q(server, "SELECT currentDatabase(), getSetting('max_threads') = 3") == b"default\t0\n"
+
+
+def test_single_connection_runs_queries_one_at_a_time(tmp_path):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "server.py"), "--port", "0", "--port-file", str(port_file),
+         "--data-dir", str(tmp_path / "data"), "--connections", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None and time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        srv = ("127.0.0.1", int(port_file.read_text()))
+        th = threading.Thread(target=lambda: q(srv, "SELECT sleep(1.5)"))
+        th.start()
+        time.sleep(0.3)
+        assert q(srv, "SELECT 1") == b"1\n"
+        assert not th.is_alive(), "with one connection a query waits for the one before it"
+        th.join()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
 def test_query_id_header(server):
     qid = str(uuid.uuid4())
     resp, _ = request(server, body=b"SELECT 1", params={"query_id": qid})
