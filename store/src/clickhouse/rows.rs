@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use xray_model::{ApiKey, App, Execution, Step};
+use xray_model::{ApiKey, App, Execution, Step, merge_rejections};
 
 use crate::StoreError;
 
@@ -125,33 +125,63 @@ pub(super) struct StepRow {
     pub(super) error: Option<String>,
     pub(super) version: u64,
     pub(super) written: i64,
+    /// What the writer knew about the step's execution (schema 4), one of
+    /// the `ATTRIBUTION_*` values. Written, never read back: the SELECT
+    /// lists below return constants for this and the next four fields.
+    pub(super) attribution: i8,
+    pub(super) exec_id: String,
+    pub(super) exec_start: i64,
+    pub(super) exec_first: u8,
+    pub(super) merged_rejections: BTreeMap<String, u64>,
+}
+
+/// `steps.attribution`: the writer did not know the step's execution (also
+/// every row written before schema 4).
+pub(super) const ATTRIBUTION_UNKNOWN: i8 = 0;
+/// `steps.attribution`: a step of the execution in `exec_id`/`exec_start`.
+pub(super) const ATTRIBUTION_STEP: i8 = 1;
+/// `steps.attribution`: the row is an execution's own span, never a step.
+pub(super) const ATTRIBUTION_EXECUTION: i8 = 2;
+
+/// The write-only columns of [`StepRow`] as constants, for SELECT lists.
+macro_rules! write_only_step_columns {
+    () => {
+        ", toInt8(0) AS attribution, '' AS exec_id, toInt64(0) AS exec_start, \
+         toUInt8(0) AS exec_first, CAST(map(), 'Map(String, UInt64)') AS merged_rejections"
+    };
 }
 
 /// The columns of [`StepRow`], for SELECT lists.
-pub(super) const STEP_COLUMNS: &str = "app, execution_id, trace_id, span_id, parent_span_id, \
+pub(super) const STEP_COLUMNS: &str = concat!(
+    "app, execution_id, trace_id, span_id, parent_span_id, \
     pipeline, name, step_type, status, service, start_time, end_time, duration_ns, input, \
     output, reasoning, metadata, candidates_in, candidates_out, rejections, candidates, model, \
-    provider, input_tokens, output_tokens, cost, confidence, error, version, written";
+    provider, input_tokens, output_tokens, cost, confidence, error, version, written",
+    write_only_step_columns!()
+);
 
 /// [`STEP_COLUMNS`] without the large texts (input, output, reasoning,
 /// metadata come back empty): for counting steps and for funnels.
-pub(super) const LIGHT_STEP_COLUMNS: &str = "app, execution_id, trace_id, span_id, \
+pub(super) const LIGHT_STEP_COLUMNS: &str = concat!(
+    "app, execution_id, trace_id, span_id, \
     parent_span_id, pipeline, name, step_type, status, service, start_time, end_time, \
     duration_ns, CAST(NULL, 'Nullable(String)') AS input, CAST(NULL, 'Nullable(String)') AS output, \
     CAST(NULL, 'Nullable(String)') AS reasoning, \
     CAST(map(), 'Map(LowCardinality(String), String)') AS metadata, candidates_in, \
     candidates_out, rejections, candidates, model, provider, input_tokens, output_tokens, cost, \
-    confidence, error, version, written";
+    confidence, error, version, written",
+    write_only_step_columns!()
+);
 
 impl StepRow {
-    pub(super) fn new(s: &Step, pipeline: &str, written: i64) -> Self {
+    pub(super) fn new(s: &Step, a: &Attribution<'_>, written: i64) -> Self {
         Self {
             app: s.app.clone(),
             execution_id: s.execution_id.clone(),
             trace_id: s.trace_id.clone(),
             span_id: s.span_id.clone(),
             parent_span_id: s.parent_span_id.clone(),
-            pipeline: pipeline.to_string(),
+            pipeline: a.pipeline.to_string(),
             name: s.name.clone(),
             step_type: s.step_type.as_str().to_string(),
             status: s.status.as_str().to_string(),
@@ -176,6 +206,11 @@ impl StepRow {
             error: s.error.clone(),
             version: s.version,
             written,
+            attribution: a.kind,
+            exec_id: a.exec_id.to_string(),
+            exec_start: a.exec_start,
+            exec_first: u8::from(a.first),
+            merged_rejections: merge_rejections(&s.rejections, &s.candidates),
         }
     }
 
@@ -212,19 +247,42 @@ impl StepRow {
     }
 }
 
-/// The pipeline each step of a batch is known to belong to: the pipeline of
-/// its nearest ancestor execution span when that chain is complete inside
-/// the batch, else `""` (the funnel then finds the step through its trace).
-pub(super) fn step_pipelines<'a>(executions: &[&'a Execution], steps: &[&Step]) -> Vec<&'a str> {
+/// What the writer of one batch knows about a step's execution: the
+/// `pipeline`, `attribution`, `exec_id`, `exec_start` and `exec_first`
+/// columns of its row (see `migrations/clickhouse/0004_funnel_attribution.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Attribution<'a> {
+    /// The pipeline of the step's nearest execution ancestor, or `""` when
+    /// the chain of parents leaves the batch first.
+    pub(super) pipeline: &'a str,
+    /// One of the `ATTRIBUTION_*` values.
+    pub(super) kind: i8,
+    /// The execution's id (`ATTRIBUTION_STEP` only, else `""`).
+    pub(super) exec_id: &'a str,
+    /// The execution's start (`ATTRIBUTION_STEP` and `ATTRIBUTION_EXECUTION`,
+    /// else 0).
+    pub(super) exec_start: i64,
+    /// The earliest, by `(start_time, span_id)`, of the steps of its name
+    /// that the batch attributes to the same execution.
+    pub(super) first: bool,
+}
+
+/// Attributes each step of a batch, as far as the batch tells.
+///
+/// A step whose own span is an execution span of the batch is not a step
+/// (`ATTRIBUTION_EXECUTION`). Otherwise its chain of parents is followed
+/// through the batch's steps: the first execution span on it is the step's
+/// execution (`ATTRIBUTION_STEP`), the rule the stores' reads apply to whole
+/// traces ([`crate::aggregate::steps_of_execution`]); when the chain leaves
+/// the batch first, the step stays `ATTRIBUTION_UNKNOWN` and reads join it to
+/// its execution by trace. Both answers are final: spans never change
+/// parents, and a span the collector maps as a step is never an execution
+/// span (only `xray.pipeline` spans and root spans are).
+pub(super) fn attribute<'a>(executions: &[&'a Execution], steps: &[&Step]) -> Vec<Attribution<'a>> {
     type Key<'k> = (&'k str, &'k str, &'k str);
-    let exec_spans: HashMap<Key<'_>, &'a str> = executions
+    let exec_spans: HashMap<Key<'_>, &'a Execution> = executions
         .iter()
-        .map(|e| {
-            (
-                (e.app.as_str(), e.trace_id.as_str(), e.span_id.as_str()),
-                e.pipeline.as_str(),
-            )
-        })
+        .map(|e| ((e.app.as_str(), e.trace_id.as_str(), e.span_id.as_str()), *e))
         .collect();
     let parents: HashMap<Key<'_>, &str> = steps
         .iter()
@@ -235,26 +293,71 @@ pub(super) fn step_pipelines<'a>(executions: &[&'a Execution], steps: &[&Step]) 
             )
         })
         .collect();
-    steps
+    let nearest = |s: &Step| -> Option<&'a Execution> {
+        let mut cur = s.parent_span_id.as_str();
+        for _ in 0..=parents.len() {
+            if cur.is_empty() {
+                return None;
+            }
+            let key = (s.app.as_str(), s.trace_id.as_str(), cur);
+            if let Some(e) = exec_spans.get(&key) {
+                return Some(*e);
+            }
+            cur = parents.get(&key)?;
+        }
+        None
+    };
+    let mut out: Vec<Attribution<'a>> = steps
         .iter()
         .map(|s| {
-            let mut cur = s.parent_span_id.as_str();
-            for _ in 0..=parents.len() {
-                if cur.is_empty() {
-                    break;
-                }
-                let key = (s.app.as_str(), s.trace_id.as_str(), cur);
-                if let Some(p) = exec_spans.get(&key) {
-                    return *p;
-                }
-                match parents.get(&key) {
-                    Some(parent) => cur = parent,
-                    None => break,
-                }
+            let ancestor = nearest(s);
+            let pipeline = ancestor.map_or("", |e| e.pipeline.as_str());
+            let own = (s.app.as_str(), s.trace_id.as_str(), s.span_id.as_str());
+            match (exec_spans.get(&own), ancestor) {
+                (Some(itself), _) => Attribution {
+                    pipeline,
+                    kind: ATTRIBUTION_EXECUTION,
+                    exec_id: "",
+                    exec_start: itself.start_time_ns,
+                    first: false,
+                },
+                (None, Some(e)) => Attribution {
+                    pipeline,
+                    kind: ATTRIBUTION_STEP,
+                    exec_id: e.execution_id.as_str(),
+                    exec_start: e.start_time_ns,
+                    first: false,
+                },
+                (None, None) => Attribution {
+                    pipeline,
+                    kind: ATTRIBUTION_UNKNOWN,
+                    exec_id: "",
+                    exec_start: 0,
+                    first: false,
+                },
             }
-            ""
         })
-        .collect()
+        .collect();
+    // The first step of each (execution, name), by (start_time, span_id).
+    let mut first: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    for (i, (s, a)) in steps.iter().zip(&out).enumerate() {
+        if a.kind != ATTRIBUTION_STEP {
+            continue;
+        }
+        first
+            .entry((s.app.as_str(), a.exec_id, s.name.as_str()))
+            .and_modify(|j| {
+                let t = steps[*j];
+                if (s.start_time_ns, s.span_id.as_str()) < (t.start_time_ns, t.span_id.as_str()) {
+                    *j = i;
+                }
+            })
+            .or_insert(i);
+    }
+    for i in first.into_values() {
+        out[i].first = true;
+    }
+    out
 }
 
 /// A row of `apps`.
@@ -324,4 +427,77 @@ impl From<ApiKeyRow> for ApiKey {
 
 fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("unreadable {what} in clickhouse: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{execution, span_id_for, step};
+    use xray_model::StepType;
+
+    const MS: i64 = 1_000_000;
+
+    fn kinds<'a>(a: &'a [Attribution<'_>]) -> Vec<(i8, &'a str, bool)> {
+        a.iter().map(|a| (a.kind, a.exec_id, a.first)).collect()
+    }
+
+    #[test]
+    fn steps_follow_their_parents_to_the_nearest_execution() {
+        let outer = execution("a", "outer", "p", 0, 100 * MS);
+        let mut inner = execution("a", "inner", "q", 10 * MS, 20 * MS);
+        inner.trace_id = outer.trace_id.clone();
+        let top = step(&outer, "top", StepType::Logic, MS, MS);
+        let mut deep = step(&outer, "deep", StepType::Llm, 2 * MS, MS);
+        deep.parent_span_id = top.span_id.clone();
+        // the inner execution's span, also sent as a step row
+        let mut own = step(&outer, "inner-span", StepType::Logic, 10 * MS, 20 * MS);
+        own.span_id = inner.span_id.clone();
+        let mut under_inner = step(&inner, "x", StepType::Filter, 11 * MS, MS);
+        under_inner.parent_span_id = inner.span_id.clone();
+        // parent not in the batch
+        let mut orphan = step(&outer, "orphan", StepType::Tool, 3 * MS, MS);
+        orphan.parent_span_id = span_id_for("outer", "missing");
+        let steps = [&top, &deep, &own, &under_inner, &orphan];
+        let a = attribute(&[&outer, &inner], &steps);
+        assert_eq!(
+            kinds(&a),
+            [
+                (ATTRIBUTION_STEP, "outer", true),
+                (ATTRIBUTION_STEP, "outer", true),
+                (ATTRIBUTION_EXECUTION, "", false),
+                (ATTRIBUTION_STEP, "inner", true),
+                (ATTRIBUTION_UNKNOWN, "", false),
+            ]
+        );
+        assert_eq!(
+            a.iter().map(|a| a.pipeline).collect::<Vec<_>>(),
+            ["p", "p", "p", "q", ""]
+        );
+        assert_eq!(
+            a.iter().map(|a| a.exec_start).collect::<Vec<_>>(),
+            [0, 0, 10 * MS, 10 * MS, 0],
+            "a step's execution start; an execution span's own start"
+        );
+        // Without the execution in the batch nothing is known.
+        let a = attribute(&[], &steps);
+        assert!(a.iter().all(|a| a.kind == ATTRIBUTION_UNKNOWN && a.pipeline.is_empty()));
+    }
+
+    #[test]
+    fn one_first_run_per_execution_and_name() {
+        let e = execution("a", "e", "p", 0, 100 * MS);
+        let mut f1 = step(&e, "fetch", StepType::Retrieval, 5 * MS, MS);
+        f1.span_id = "00000000000000b2".into();
+        let mut f2 = step(&e, "fetch", StepType::Retrieval, 2 * MS, MS);
+        f2.span_id = "00000000000000b1".into();
+        // same start as f2: the smaller span id wins
+        let mut f3 = step(&e, "fetch", StepType::Retrieval, 2 * MS, MS);
+        f3.span_id = "00000000000000a9".into();
+        let rank = step(&e, "rank", StepType::Rank, 9 * MS, MS);
+        let a = attribute(&[&e], &[&f1, &f2, &f3, &rank]);
+        assert_eq!(
+            a.iter().map(|a| a.first).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+    }
 }

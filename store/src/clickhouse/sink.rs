@@ -1,6 +1,11 @@
 //! [`Sink`] for ClickHouse: one `INSERT` per table per batch
 //! (`RowBinaryWithNamesAndTypes`, LZ4), executions first, then steps.
 //!
+//! Each step row also carries what the batch tells about its execution
+//! (`attribution`, `exec_id`, `exec_start`, `exec_first`, see
+//! [`super::rows::attribute`]) and its merged rejection histogram, which
+//! the pipeline funnel reads instead of joining and parsing JSON.
+//!
 //! Idempotency comes from the schema: a retried batch inserts rows with the
 //! same identity and version, which reads collapse (`LIMIT 1 BY`) and merges
 //! remove (`ReplacingMergeTree(version)`). Each row carries a strictly
@@ -19,7 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use xray_model::MappedBatch;
 
-use super::rows::{ExecutionRow, StepRow, step_pipelines};
+use super::rows::{ExecutionRow, StepRow, attribute};
 use super::{ClickhouseBackend, sink_error};
 use crate::{Sink, SinkError};
 
@@ -61,15 +66,15 @@ impl Sink for ClickhouseBackend {
         }
         let (executions, steps) = crate::batch::newest_rows(batch);
         let written = self.next_written();
-        let pipelines = step_pipelines(&executions, &steps);
+        let attributions = attribute(&executions, &steps);
         let exec_rows: Vec<ExecutionRow> = executions
             .iter()
             .map(|e| ExecutionRow::new(e, written))
             .collect();
         let step_rows: Vec<StepRow> = steps
             .iter()
-            .zip(pipelines)
-            .map(|(s, p)| StepRow::new(s, p, written))
+            .zip(&attributions)
+            .map(|(s, a)| StepRow::new(s, a, written))
             .collect();
         self.insert_all("executions", exec_rows)
             .await

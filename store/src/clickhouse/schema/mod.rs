@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0003_steps_by_trace.sql",
         include_str!("../../../../migrations/clickhouse/0003_steps_by_trace.sql"),
     ),
+    (
+        4,
+        "0004_funnel_attribution.sql",
+        include_str!("../../../../migrations/clickhouse/0004_funnel_attribution.sql"),
+    ),
 ];
 
 /// What a rendering depends on: database, TTL and cluster.
