@@ -5,8 +5,8 @@
 //! Reads never use `FINAL`: the newest version of each identity is picked
 //! with `ORDER BY version DESC, written DESC LIMIT 1 BY <identity>` inside a
 //! subquery that is already narrowed by the sort key (app, pipeline, time) or
-//! by the trace id bloom filter and the time bounds of the `trace_index`
-//! lookup table.
+//! by the tables' projections sorted by (app, trace_id); the `trace_index`
+//! lookup table turns an execution id into its trace.
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,6 +39,8 @@ pub(super) enum Param {
     U32(u32),
     U64s(Vec<u64>),
     Strs(Vec<String>),
+    /// `Array(Tuple(String, String))`, e.g. `(app, trace_id)` pairs.
+    Pairs(Vec<(String, String)>),
 }
 
 impl Sql {
@@ -81,6 +83,7 @@ impl Sql {
                 Param::U32(v) => q.param(name, v),
                 Param::U64s(v) => q.param(name, v),
                 Param::Strs(v) => q.param(name, v),
+                Param::Pairs(v) => q.param(name, v),
             };
         }
         q
@@ -108,14 +111,6 @@ pub(super) fn latest_executions(columns: &str, filter: &str) -> String {
         "SELECT {columns} FROM executions WHERE {filter} \
          ORDER BY version DESC, written DESC LIMIT 1 BY app, execution_id"
     )
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct TraceBoundsRow {
-    app: String,
-    trace_id: String,
-    lo: i64,
-    hi: i64,
 }
 
 #[derive(clickhouse::Row, serde::Deserialize)]
@@ -178,8 +173,10 @@ impl ClickhouseBackend {
         executions_of(rows)
     }
 
-    /// Executions and steps of the given `(app, trace_id)` pairs, read
-    /// inside the time bounds the `trace_index` lookup gives for them.
+    /// Executions and steps of the given `(app, trace_id)` pairs, the two
+    /// reads sent at once. Both tables have a projection sorted by `(app,
+    /// trace_id)` (`steps_by_trace`, `executions_by_trace`), which ClickHouse
+    /// picks by itself here: one granule per part, no time bounds needed.
     pub(super) async fn traces(
         &self,
         keys: &[(String, String)],
@@ -189,52 +186,34 @@ impl ClickhouseBackend {
             return Ok(Traces::default());
         }
         let (apps, traces) = unzip_keys(keys);
-        let mut bounds = Sql::new(
-            "SELECT toUnixTimestamp64Nano(min(start_min)) AS lo, \
-             toUnixTimestamp64Nano(max(start_max)) AS hi, count() AS n FROM trace_index \
-             WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)}",
-        );
-        bounds
-            .bind("traces", Param::Strs(traces))
-            .bind("apps", Param::Strs(apps));
-        let b: BoundsRow = bounds
-            .query(&self.inner.client)
-            .fetch_one()
-            .await
-            .map_err(store_error)?;
-        if b.n == 0 {
-            return Ok(Traces::default());
-        }
-        self.traces_in(keys, b.lo, b.hi, step_columns).await
+        let mut scope = Sql::new("");
+        scope
+            .bind("apps", Param::Strs(apps))
+            .bind("traces", Param::Strs(traces));
+        self.read_traces(
+            "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)}",
+            &scope,
+            step_columns,
+        )
+        .await
     }
 
-    /// Executions and steps of the given `(app, trace_id)` pairs that start
-    /// in `[lo, hi]` (ns), the two reads sent at once.
-    async fn traces_in(
+    /// Executions and steps whose rows match `filter` (an `(app, trace_id)`
+    /// condition, its parameters bound in `params`), newest version of each,
+    /// the two reads sent at once.
+    async fn read_traces(
         &self,
-        keys: &[(String, String)],
-        lo: i64,
-        hi: i64,
+        filter: &str,
+        params: &Sql,
         step_columns: &str,
     ) -> Result<Traces, StoreError> {
-        let (apps, traces) = unzip_keys(keys);
-        let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)} \
-             AND start_time >= fromUnixTimestamp64Nano({lo:Int64}) \
-             AND start_time <= fromUnixTimestamp64Nano({hi:Int64})";
-        let bind = |sql: &mut Sql| {
-            sql.bind("apps", Param::Strs(apps.clone()))
-                .bind("traces", Param::Strs(traces.clone()))
-                .bind("lo", Param::I64(lo))
-                .bind("hi", Param::I64(hi));
-        };
-        let mut ex = Sql::new(latest_executions(EXECUTION_COLUMNS, filter));
-        bind(&mut ex);
-        // Sorted by (app, trace_id) through the `steps_by_trace` projection.
-        let mut st = Sql::new(format!(
+        let mut ex = params.clone();
+        ex.text = latest_executions(EXECUTION_COLUMNS, filter);
+        let mut st = params.clone();
+        st.text = format!(
             "SELECT {step_columns} FROM steps WHERE {filter} \
              ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id"
-        ));
-        bind(&mut st);
+        );
         let (executions, steps) =
             tokio::try_join!(self.fetch_executions(&ex), self.fetch_steps(&st))?;
         Ok(Traces::new(executions, steps))
@@ -256,17 +235,8 @@ impl ClickhouseBackend {
         let mut spans: Vec<String> = executions.iter().map(|e| e.span_id.clone()).collect();
         spans.sort();
         spans.dedup();
-        // The traces' time bounds from the lookup table, as a scalar
-        // subquery: ClickHouse runs it first and prunes partitions and
-        // sort-key ranges with its result like with constants.
-        let bounds = "(SELECT (toUnixTimestamp64Nano(min(start_min)), \
-             toUnixTimestamp64Nano(max(start_max))) FROM trace_index \
-             WHERE id IN {traces:Array(String)} AND app IN {apps:Array(String)})";
-        let filter = format!(
-            "app IN {{apps:Array(String)}} AND trace_id IN {{traces:Array(String)}} \
-             AND start_time >= fromUnixTimestamp64Nano({bounds}.1) \
-             AND start_time <= fromUnixTimestamp64Nano({bounds}.2)"
-        );
+        // Both tables' projections by (app, trace_id) find the traces.
+        let filter = "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)}";
         let mut sql = Sql::new(format!(
             "SELECT 'e' AS kind, toString(app) AS app, trace_id, '' AS span_id, \
                uniqExact(execution_id) AS n FROM executions WHERE {filter} GROUP BY app, trace_id \
@@ -536,36 +506,25 @@ impl Store for ClickhouseBackend {
         scope: &Scope,
         id: &str,
     ) -> Result<Option<ExecutionDetail>, StoreError> {
-        // id -> (app, trace) and the trace's time bounds, in one read of the
-        // lookup table (sorted by id): the rows of `id` name the traces, the
-        // rows of those trace ids give the bounds of their executions and steps.
+        // The traces `id` names (as an execution id or a trace id), from the
+        // lookup table sorted by id, as a subquery of both reads: ClickHouse
+        // runs it first and looks the traces up in the tables' projections
+        // by (app, trace_id). No lookup before them, and the two reads go
+        // at once.
         let app = app_condition(scope);
-        let mut sql = Sql::new(format!(
-            "SELECT app, trace_id, toUnixTimestamp64Nano(min(start_min)) AS lo, \
-             toUnixTimestamp64Nano(max(start_max)) AS hi FROM trace_index \
-             WHERE (id, app) IN (SELECT trace_id, app FROM trace_index \
-               WHERE id IN ({{id:String}}, {{trace:String}}){app}){app} \
-             GROUP BY app, trace_id"
-        ));
-        sql.bind("id", Param::Str(id.to_string()))
+        let filter = format!(
+            "(app, trace_id) IN (SELECT app, trace_id FROM trace_index \
+             WHERE id IN ({{id:String}}, {{trace:String}}){app}){app}"
+        );
+        let mut params = Sql::new("");
+        params
+            .bind("id", Param::Str(id.to_string()))
             .bind(
                 "trace",
                 Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
             )
             .bind_scope(scope);
-        let rows: Vec<TraceBoundsRow> = sql
-            .query(&self.inner.client)
-            .fetch_all()
-            .await
-            .map_err(store_error)?;
-        let (Some(lo), Some(hi)) = (
-            rows.iter().map(|r| r.lo).min(),
-            rows.iter().map(|r| r.hi).max(),
-        ) else {
-            return Ok(None);
-        };
-        let keys: Vec<(String, String)> = rows.into_iter().map(|k| (k.app, k.trace_id)).collect();
-        let traces = self.traces_in(&keys, lo, hi, STEP_COLUMNS).await?;
+        let traces = self.read_traces(&filter, &params, STEP_COLUMNS).await?;
         let candidates: Vec<Execution> = traces
             .executions()
             .filter(|e| scope.app().is_none_or(|a| a == e.app))
