@@ -233,9 +233,9 @@ async fn list_step_counts_in_a_shared_trace() {
     assert_eq!(counts, [("inner", 2), ("outer", 1)]);
 }
 
-/// The pipeline funnel deduplicates only the step identities that have
-/// several rows (found by hash first): versions and retried writes of one
-/// step count once with the newest values, next to steps with one row.
+/// The pipeline funnel counts each step once with its newest values when its
+/// execution was written several times (the trace then takes the joined
+/// path, where versions are deduplicated), next to steps with one row.
 #[tokio::test]
 async fn funnel_counts_each_step_once_whatever_its_rows() {
     use xray_store::{Scope, Store, TimeWindow};
@@ -285,4 +285,190 @@ async fn funnel_counts_each_step_once_whatever_its_rows() {
         (filter.runs, filter.total_in, filter.total_out),
         (1, 100, 25)
     );
+}
+
+/// Executions of pipeline `p`, one per trace, each with a `fetch` step and a
+/// `filter` under it whose rejection histogram and sampled decisions need
+/// merging (a reason the histogram lacks, a decision without a reason).
+fn funnel_fixture(n: usize, start: i64) -> (Vec<xray_model::Execution>, Vec<xray_model::Step>) {
+    use xray_model::{CandidateDecision, Decision};
+    let mut executions = Vec::new();
+    let mut steps = Vec::new();
+    for i in 0..n {
+        let e = common::execution(
+            "a",
+            &format!("e{i:05}"),
+            &format!("{:032x}", 0xfeed_0000u64 + i as u64),
+            "p",
+            start + i as i64 * 1_000,
+        );
+        let mut fetch = common::step(&e, &format!("{:016x}", 2 * i + 1), "fetch", 10);
+        fetch.candidates_in = None;
+        fetch.candidates_out = Some(100 + (i % 7) as u64);
+        fetch.rejections.clear();
+        fetch.candidates.clear();
+        let mut filter = common::step(&e, &format!("{:016x}", 2 * i + 2), "filter", 20 + (i % 5) as i64);
+        filter.parent_span_id = fetch.span_id.clone();
+        filter.candidates = vec![
+            CandidateDecision {
+                id: "x".into(),
+                decision: Decision::Rejected,
+                reason: Some(if i % 2 == 0 { "price" } else { "brand" }.into()),
+                score: None,
+            },
+            CandidateDecision {
+                id: "y".into(),
+                decision: Decision::Rejected,
+                reason: None,
+                score: None,
+            },
+        ];
+        steps.extend([fetch, filter]);
+        executions.push(e);
+    }
+    (executions, steps)
+}
+
+/// The same funnel, up to rounding in the means (sums in another order).
+fn assert_same_funnel(got: &[xray_store::PipelineStepStats], want: &[xray_store::PipelineStepStats]) {
+    assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
+    for (g, w) in got.iter().zip(want) {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        assert!(close(g.mean_offset_ns, w.mean_offset_ns), "{g:?}\n{w:?}");
+        assert_eq!(g.mean_drop_rate.is_some(), w.mean_drop_rate.is_some());
+        if let (Some(a), Some(b)) = (g.mean_drop_rate, w.mean_drop_rate) {
+            assert!(close(a, b), "{g:?}\n{w:?}");
+        }
+        let strip = |s: &xray_store::PipelineStepStats| xray_store::PipelineStepStats {
+            mean_offset_ns: 0.0,
+            mean_drop_rate: None,
+            ..s.clone()
+        };
+        assert_eq!(strip(g), strip(w));
+    }
+}
+
+/// Steps written before schema 4 have no attribution and no merged
+/// histogram: the funnel reads them through the join, the histogram from the
+/// column's DEFAULT expression over `rejections` and `candidates`, and its
+/// figures do not change.
+#[tokio::test]
+async fn funnel_over_steps_written_before_schema_4() {
+    use xray_store::{Scope, Store, TimeWindow};
+    let db = testing::require().await;
+    let reference = xray_store::testing::sqlite().await;
+    let (executions, steps) = funnel_fixture(20, common::T0);
+    let batch = xray_model::MappedBatch { executions, steps };
+    db.backend.write(&batch).await.unwrap();
+    reference.backend.write(&batch).await.unwrap();
+    let scope = Scope::App("a".into());
+    let window = TimeWindow {
+        from_ns: common::T0,
+        to_ns: common::T0 + 1_000_000,
+    };
+    let want = reference.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+    let written = db.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+    assert_same_funnel(&written, &want);
+    let filter = want.iter().find(|s| s.name == "filter").unwrap();
+    assert_eq!(
+        filter.top_rejections,
+        [
+            ("price".to_string(), 1500),
+            ("unspecified".to_string(), 20),
+            ("brand".to_string(), 10)
+        ]
+    );
+    // Every step again, newer, as a collector before schema 4 wrote it:
+    // without the columns that migration added.
+    db.backend
+        .client()
+        .query_raw(
+            "INSERT INTO steps (app, execution_id, trace_id, span_id, parent_span_id, pipeline, \
+             name, step_type, status, service, start_time, end_time, duration_ns, input, output, \
+             reasoning, metadata, candidates_in, candidates_out, rejections, candidates, model, \
+             provider, input_tokens, output_tokens, cost, confidence, error, version, written) \
+             SELECT app, execution_id, trace_id, span_id, parent_span_id, pipeline, name, \
+             step_type, status, service, start_time, end_time, duration_ns, input, output, \
+             reasoning, metadata, candidates_in, candidates_out, rejections, candidates, model, \
+             provider, input_tokens, output_tokens, cost, confidence, error, version + 1, written \
+             FROM steps",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let legacy: u64 = db
+        .backend
+        .client()
+        .query_raw(
+            "SELECT count() FROM steps WHERE attribution = 'unknown' AND version = 2 \
+             AND merged_rejections = rejections",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(legacy, 20, "the fetch rows: nothing to merge");
+    let rewritten = db.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+    assert_same_funnel(&rewritten, &want);
+}
+
+/// More traces need the join (here: steps written before their executions,
+/// and executions written twice) than travel as a query parameter (10,000):
+/// the funnel selects them again as subqueries, nested pipelines among them
+/// included, and counts exactly what SQLite counts.
+#[tokio::test]
+async fn funnel_with_more_joined_traces_than_listed() {
+    use xray_store::{Scope, Store, TimeWindow};
+    let db = testing::require().await;
+    let reference = xray_store::testing::sqlite().await;
+    let (mut executions, steps) = funnel_fixture(10_050, common::T0);
+    // Every 1,000th trace also holds a nested execution under its fetch.
+    let nested: Vec<xray_model::Execution> = executions
+        .iter()
+        .step_by(1_000)
+        .map(|e| {
+            let mut inner = common::execution(
+                "a",
+                &format!("{}-inner", e.execution_id),
+                &e.trace_id,
+                "p",
+                e.start_time_ns + 15,
+            );
+            inner.span_id = steps
+                .iter()
+                .find(|s| s.trace_id == e.trace_id && s.name == "filter")
+                .unwrap()
+                .parent_span_id
+                .clone();
+            inner
+        })
+        .collect();
+    executions.extend(nested);
+    let steps_first = xray_model::MappedBatch {
+        executions: vec![],
+        steps,
+    };
+    let then_executions = xray_model::MappedBatch {
+        executions,
+        steps: vec![],
+    };
+    for b in [&steps_first, &then_executions, &then_executions] {
+        db.backend.write(b).await.unwrap();
+        reference.backend.write(b).await.unwrap();
+    }
+    let scope = Scope::App("a".into());
+    for window in [
+        TimeWindow {
+            from_ns: common::T0,
+            to_ns: common::T0 + 20_000_000,
+        },
+        TimeWindow {
+            from_ns: common::T0 + 1_000_000,
+            to_ns: common::T0 + 2_000_000,
+        },
+    ] {
+        let want = reference.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+        assert!(!want.is_empty());
+        let got = db.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+        assert_same_funnel(&got, &want);
+    }
 }

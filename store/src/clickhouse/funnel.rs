@@ -1,33 +1,43 @@
 //! The pipeline funnel on ClickHouse, aggregated by the server.
 //!
-//! Four steps, each a parameterized query:
+//! Steps come to the aggregation by one of three paths, chosen per trace so
+//! that no execution's steps are split between them:
 //!
-//! 1. **Bounds**: the window's executions of the pipeline (sort-key range
-//!    `(app, pipeline, start_time)`, newest version per identity with
-//!    `LIMIT 1 BY`) give the time range their steps are read in:
-//!    `[first start − SLACK, last end (or now when one is running) + SLACK]`.
-//! 2. **Shared traces**: the traces of those executions that hold another
-//!    execution too (a nested pipeline). They are rare, and the rule that
-//!    splits their steps between executions (nearest execution ancestor,
-//!    [`aggregate::steps_of_execution`]) needs the whole trace.
-//!    Sent at the same time: the hashes of the step identities that have
-//!    several rows in the range (versions, retried writes), usually none.
-//! 3. Those traces are read whole and split in Rust; their step runs travel
-//!    into step 4 as one JSON parameter, already reduced to what the
-//!    aggregation needs.
-//! 4. **Aggregation**, one query: the steps of the pipeline in the range
-//!    (sort-key range `(app, pipeline, name, start_time)`, newest version
-//!    per identity with `LIMIT 1 BY` for the identities of step 2's hashes
-//!    only, see [`steps_sql`]), joined to the executions of traces
-//!    holding one execution, plus the rows of step 3, grouped by step name:
-//!    counts, sums, distinct executions, sorted durations for nearest-rank
-//!    percentiles, step types and merged rejections with `sumMap` (the
-//!    sampled candidates' JSON is opened with `JSONExtract` only on rows
-//!    that have some). Rust finishes the figures with
-//!    [`aggregate::finish_funnel`], the code every backend shares.
+//! - **Attributed** (the usual case): steps the collector wrote together
+//!   with their execution carry it (`attribution = 'step'`, `exec_id`,
+//!   `exec_start`, `exec_first`; see [`super::rows::attribute`] and
+//!   migration 0004). They are read straight from the sort-key range of the
+//!   pipeline, found by the minmax index on `exec_start`: no join, no version
+//!   deduplication (a trace whose execution was written once holds each
+//!   attributed step once, since one write holds each step once), and the
+//!   executions of a step name are counted by `exec_first` instead of a hash
+//!   set.
+//! - **Joined**: the traces of the window that need more care: those holding
+//!   steps written without their execution (`attribution = 'unknown'`:
+//!   spans exported before their parent, and every row written before schema
+//!   4) and those whose execution was written more than once (versions,
+//!   retried writes). Their steps in the time range of the window's
+//!   executions are deduplicated by version and joined to the window's
+//!   executions by trace id, as every backend's reads do.
+//! - **Split in Rust**: of those, the traces holding more than one execution
+//!   (nested pipelines), read whole and split by the nearest-ancestor rule
+//!   ([`aggregate::steps_of_execution`]); their runs travel into the
+//!   aggregation as one JSON parameter.
 //!
-//! A step that starts more than [`SLACK_NS`] before its execution or after
-//! its execution's end is outside the range and not counted.
+//! Queries: (1) the window's executions: time range, and the traces of
+//! executions with several rows; (2) the traces of unattributed steps in the
+//! range; when (1) and (2) find none, which is the common case, (3) the
+//! aggregation of attributed steps alone. Otherwise the traces holding
+//! several executions among them are found and read, and the aggregation
+//! adds the joined and split paths. Up to [`MAX_LISTED_TRACES`] traces
+//! travel as parameters; beyond that the same sets are subqueries.
+//!
+//! Rust finishes the figures with [`aggregate::finish_funnel`], the code
+//! every backend shares.
+//!
+//! A joined step that starts more than [`SLACK_NS`] before the first
+//! execution of the window or after the end of the last is outside the range
+//! read and not counted; attributed steps are counted wherever they start.
 
 use serde::Deserialize;
 use xray_model::{Execution, StepType, merge_rejections};
@@ -39,16 +49,26 @@ use crate::aggregate::{self, StepTotals};
 use crate::joins::Traces;
 use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
 
-/// How far outside its execution's span a step may start and still be read
-/// (clock skew between services, work finishing after the execution span).
+/// How far outside the window's executions a joined step may start and
+/// still be read (clock skew between services, work finishing after the
+/// execution span).
 pub(super) const SLACK_NS: i64 = 5 * 60 * 1_000_000_000;
 
+/// Up to this many traces travel to the joined path as a query parameter;
+/// more, and the queries select them again as subqueries.
+const MAX_LISTED_TRACES: usize = 10_000;
+
 #[derive(clickhouse::Row, Deserialize)]
-struct BoundsRow {
+struct WindowRow {
     n: u64,
     lo: i64,
     hi: i64,
+    rewritten: Vec<u64>,
 }
+
+/// An execution's identity `(app, execution_id)` hashed, for finding the
+/// executions of a window written more than once.
+const IDENTITY_HASH: &str = "cityHash64(app, execution_id)";
 
 #[derive(clickhouse::Row, Deserialize)]
 struct TraceRow {
@@ -70,15 +90,15 @@ struct TotalsRow {
     off_sum: i64,
     p50: Option<i64>,
     p95: Option<i64>,
-    type_names: Vec<String>,
     type_counts: Vec<u64>,
     reasons: Vec<String>,
     reason_counts: Vec<u64>,
 }
 
-/// The aggregation's input rows, in the column order of the JSON tuples.
-const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, en UInt64, \
-     d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
+/// The aggregation's JSON rows (split traces), in the column order of the
+/// tuples.
+const RUN_TUPLE: &str = "Array(Tuple(name String, ty String, failed UInt8, app String, \
+     eid String, d Nullable(Int64), off Int64, cin Nullable(UInt64), cout Nullable(UInt64), \
      rk Array(String), rv Array(UInt64)))";
 
 /// The window's executions of the pipeline, every version (parameters:
@@ -92,12 +112,6 @@ fn window_filter(scope: &Scope) -> String {
     )
 }
 
-/// The newest version of the window's executions of the pipeline (same
-/// parameters as [`window_filter`]).
-fn window_executions(columns: &str, scope: &Scope) -> String {
-    latest_executions(columns, &window_filter(scope))
-}
-
 /// The steps of the pipeline, or of no pipeline known at write time, that
 /// start in the range (parameters `pipeline`, `lo`, `hi`, optional `app`).
 fn range_steps_filter(scope: &Scope) -> String {
@@ -109,6 +123,25 @@ fn range_steps_filter(scope: &Scope) -> String {
     )
 }
 
+/// The traces of the window's executions that have several rows (parameters
+/// as [`window_filter`]), as `(app, trace_id)` rows.
+fn rewritten_sql(scope: &Scope) -> String {
+    format!(
+        "SELECT app, arrayJoin(groupUniqArray(trace_id)) AS trace_id FROM executions \
+         WHERE {} GROUP BY app, execution_id HAVING count() > 1",
+        window_filter(scope)
+    )
+}
+
+/// The traces with steps in the range that were written without their
+/// execution (parameters as [`range_steps_filter`]).
+fn unattributed_sql(scope: &Scope) -> String {
+    format!(
+        "SELECT DISTINCT app, trace_id FROM steps WHERE {} AND attribution = 'unknown'",
+        range_steps_filter(scope)
+    )
+}
+
 fn bind_window(sql: &mut Sql, scope: &Scope, pipeline: &str, window: TimeWindow) {
     sql.bind("pipeline", Param::Str(pipeline.to_string()))
         .bind("from", Param::I64(window.from_ns))
@@ -116,112 +149,137 @@ fn bind_window(sql: &mut Sql, scope: &Scope, pipeline: &str, window: TimeWindow)
         .bind_scope(scope);
 }
 
-/// The steps of the pipeline in the range (parameters `pipeline`, `lo`,
-/// `hi`, optional `app`), newest version per identity. `dups` says how:
-///
-/// - `Dups::Few`: only the identities whose hash is in `{dups:Array(UInt64)}`
-///   can have several rows (step 3b found them), so only those rows are
-///   deduplicated (`LIMIT 1 BY`, a sort); every other row is the only one of
-///   its identity and is read as it is. Exact whatever the hash: two rows of
-///   one identity always have the same hash.
-/// - `Dups::Many`: every row goes through `LIMIT 1 BY`.
-fn steps_sql(scope: &Scope, dups: Dups) -> String {
-    let read = format!(
-        "SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
-                candidates_in, candidates_out, rejections, candidates \
-         FROM steps WHERE {}",
-        range_steps_filter(scope)
-    );
-    let dedupe = "ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id";
-    match dups {
-        Dups::None => read,
-        Dups::Few => format!(
-            "{read} AND {IDENTITY_HASH} NOT IN {{dups:Array(UInt64)}} \
-             UNION ALL SELECT * FROM ({read} AND {IDENTITY_HASH} IN {{dups:Array(UInt64)}} {dedupe})"
-        ),
-        Dups::Many => format!("{read} {dedupe}"),
+/// A set of traces in SQL: a parameter when short, else a subquery.
+enum TraceSet {
+    /// `{name:Array(Tuple(String, String))}`, bound to these traces.
+    Listed(&'static str, Vec<(String, String)>),
+    /// A subquery returning `(app, trace_id)` rows.
+    Query(String),
+}
+
+impl TraceSet {
+    /// `(app, trace_id) IN <set>`.
+    fn contains(&self) -> String {
+        match self {
+            TraceSet::Listed(name, _) => {
+                format!("(app, trace_id) IN {{{name}:Array(Tuple(String, String))}}")
+            }
+            TraceSet::Query(q) => format!("(app, trace_id) IN ({q})"),
+        }
+    }
+
+    fn bind(&self, sql: &mut Sql) {
+        if let TraceSet::Listed(name, traces) = self {
+            sql.bind(name, Param::Pairs(traces.clone()));
+        }
     }
 }
 
-/// A step's identity `(app, trace_id, span_id)` hashed, for finding the
-/// identities that have several rows (versions, retried writes).
-const IDENTITY_HASH: &str = "cityHash64(app, trace_id, span_id)";
-
-/// Up to this many duplicated identities are passed to the aggregation as a
-/// parameter; more, and every row is deduplicated.
-const MAX_DUP_HASHES: usize = 10_000;
-
-/// How the aggregation deduplicates step versions, see [`steps_sql`].
-#[derive(Clone, Copy)]
-enum Dups {
-    /// No identity has two rows in the range.
-    None,
-    /// A few identities (their hashes are the `dups` parameter) may.
-    Few,
-    /// Too many to list.
-    Many,
+/// The step types in the order of the aggregation's `type_counts`.
+fn type_counts_sql() -> String {
+    let counts: Vec<String> = StepType::ALL
+        .iter()
+        .map(|t| format!("countIf(ty = '{}')", t.as_str()))
+        .collect();
+    format!("[{}]", counts.join(", "))
 }
 
-/// The aggregation query (step 4).
-fn aggregation_sql(scope: &Scope, dups: Dups) -> String {
-    let steps = steps_sql(scope, dups);
-    let ex = window_executions("app, execution_id, trace_id, span_id, start_time", scope);
-    // Within one app the trace id alone is the join key. `en` numbers the
-    // window's executions (distinct per execution: counting them is a hash
-    // set of integers, not of strings).
+/// The aggregation query: attributed steps outside `slow`, plus, when there
+/// is a `slow` set, the joined steps of its traces outside `split` and the
+/// JSON runs of `split` (parameter `runs`).
+fn aggregation_sql(scope: &Scope, slow: Option<&TraceSet>, split: Option<&TraceSet>) -> String {
+    let app = app_condition(scope);
+    // Attributed steps of the window's executions: sort-key prefix (app,
+    // pipeline), then the exec_start minmax index.
+    let mut attributed = format!(
+        "SELECT toString(name) AS name, toString(step_type) AS ty, \
+                toUInt8(status = 'failed') AS failed, toUInt8(1) AS fast, exec_first AS first, \
+                toUInt64(0) AS key, duration_ns AS d, \
+                toUnixTimestamp64Nano(start_time) - toUnixTimestamp64Nano(exec_start) AS off, \
+                candidates_in AS cin, candidates_out AS cout, \
+                CAST(merged_rejections, 'Map(String, UInt64)') AS rm \
+         FROM steps WHERE pipeline = {{pipeline:String}}{app} AND attribution = 'step' \
+           AND exec_start >= fromUnixTimestamp64Nano({{from:Int64}}) \
+           AND exec_start < fromUnixTimestamp64Nano({{to:Int64}})"
+    );
+    let Some(slow) = slow else {
+        return totals_sql(&attributed);
+    };
+    attributed.push_str(&format!(" AND NOT {}", slow.contains()));
+    let not_split = split
+        .map(|s| format!(" AND NOT {}", s.contains()))
+        .unwrap_or_default();
+    // Joined steps: the newest version of each step of the slow traces in
+    // the range, joined to the window's executions (within one app the trace
+    // id alone is the key). A step carrying an execution's own span id is
+    // not a step.
     let on = if scope.app().is_some() {
         "s.trace_id = e.trace_id"
     } else {
         "s.app = e.app AND s.trace_id = e.trace_id"
     };
-    // Sampled candidates rejected for a reason the histogram does not have.
-    let sampled = "if(s.candidates = '[]', CAST([], 'Array(String)'), \
-         arrayFilter(r -> NOT mapContains(s.rejections, r), \
-           arrayMap(c -> ifNull(c.2, 'unspecified'), \
-             arrayFilter(c -> c.1 = 'rejected', \
-               JSONExtract(s.candidates, 'Array(Tuple(decision String, reason Nullable(String)))')))))";
+    let ex = latest_executions(
+        "app, execution_id, trace_id, span_id, start_time",
+        &format!("{} AND {}", window_filter(scope), slow.contains()),
+    );
+    let joined = format!(
+        "SELECT toString(s.name) AS name, toString(s.step_type) AS ty, \
+                toUInt8(s.status = 'failed') AS failed, toUInt8(0) AS fast, toUInt8(0) AS first, \
+                cityHash64(e.app, e.execution_id) AS key, s.duration_ns AS d, \
+                toUnixTimestamp64Nano(s.start_time) - toUnixTimestamp64Nano(e.start_time) AS off, \
+                s.candidates_in AS cin, s.candidates_out AS cout, \
+                CAST(s.merged_rejections, 'Map(String, UInt64)') AS rm \
+         FROM ( \
+           SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
+                  candidates_in, candidates_out, merged_rejections \
+           FROM steps WHERE {range} AND {slow}{not_split} \
+           ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id \
+         ) AS s \
+         INNER JOIN ({ex}) AS e ON {on} \
+         WHERE s.span_id != e.span_id",
+        range = range_steps_filter(scope),
+        slow = slow.contains(),
+    );
+    let split_runs = format!(
+        "SELECT x.name, x.ty, x.failed, toUInt8(0), toUInt8(0), cityHash64(x.app, x.eid), \
+                x.d, x.off, x.cin, x.cout, \
+                CAST(mapFromArrays(x.rk, x.rv), 'Map(String, UInt64)') \
+         FROM (SELECT arrayJoin(JSONExtract({{runs:String}}, '{RUN_TUPLE}')) AS x)"
+    );
+    totals_sql(&format!(
+        "{attributed} UNION ALL {joined} UNION ALL {split_runs}"
+    ))
+}
+
+/// Per step name over `rows` (the columns of [`aggregation_sql`]'s
+/// branches): counts, sums, executions (first runs of attributed steps plus
+/// distinct keys of the others), sorted durations for nearest-rank
+/// percentiles, runs per step type and merged rejections.
+fn totals_sql(rows: &str) -> String {
     format!(
         "SELECT name, runs, failed, with_counts, total_in, total_out, executions, drop_n, \
                 drop_sum, off_sum, \
                 if(empty(ds), NULL, ds[toUInt64(greatest(1, ceil(0.5 * length(ds))))]) AS p50, \
                 if(empty(ds), NULL, ds[toUInt64(greatest(1, ceil(0.95 * length(ds))))]) AS p95, \
-                type_names, type_counts, reasons, reason_counts \
+                type_counts, mapKeys(rm) AS reasons, mapValues(rm) AS reason_counts \
          FROM ( \
            SELECT name, count() AS runs, sum(failed) AS failed, \
              countIf(cin IS NOT NULL AND cout IS NOT NULL) AS with_counts, \
              sumIf(assumeNotNull(cin), cin IS NOT NULL AND cout IS NOT NULL) AS total_in, \
              sumIf(assumeNotNull(cout), cin IS NOT NULL AND cout IS NOT NULL) AS total_out, \
-             uniqExact(en) AS executions, \
+             countIf(fast = 1 AND first = 1) + uniqExactIf(key, fast = 0) AS executions, \
              countIf(cin > 0 AND cout IS NOT NULL) AS drop_n, \
              sumIf(if(assumeNotNull(cin) > assumeNotNull(cout), \
                       assumeNotNull(cin) - assumeNotNull(cout), 0) / assumeNotNull(cin), \
                    cin > 0 AND cout IS NOT NULL) AS drop_sum, \
              sum(off) AS off_sum, \
              arraySort(groupArrayIf(assumeNotNull(d), d IS NOT NULL)) AS ds, \
-             sumMap([ty], [toUInt64(1)]) AS tm, tm.1 AS type_names, tm.2 AS type_counts, \
-             sumMap(rk, rv) AS rm, rm.1 AS reasons, rm.2 AS reason_counts \
-           FROM ( \
-             SELECT toString(s.name) AS name, toString(s.step_type) AS ty, \
-                    toUInt8(s.status = 'failed') AS failed, \
-                    e.en AS en, s.duration_ns AS d, \
-                    toUnixTimestamp64Nano(s.start_time) - toUnixTimestamp64Nano(e.start_time) AS off, \
-                    s.candidates_in AS cin, s.candidates_out AS cout, \
-                    {sampled} AS sampled_reasons, \
-                    arrayConcat(arrayMap(k -> toString(k), mapKeys(s.rejections)), sampled_reasons) AS rk, \
-                    arrayConcat(mapValues(s.rejections), arrayMap(r -> toUInt64(1), sampled_reasons)) AS rv \
-             FROM ({steps}) AS s \
-             INNER JOIN ( \
-               SELECT app, trace_id, span_id, start_time, rowNumberInAllBlocks() AS en \
-               FROM ({ex}) WHERE concat(trace_id, ':', app) NOT IN {{shared:Array(String)}} \
-             ) AS e ON {on} \
-             WHERE s.span_id != e.span_id \
-             UNION ALL \
-             SELECT x.name, x.ty, x.failed, x.en, x.d, x.off, x.cin, x.cout, \
-                    CAST([], 'Array(String)'), x.rk, x.rv \
-             FROM (SELECT arrayJoin(JSONExtract({{runs:String}}, '{RUN_TUPLE}')) AS x) \
-           ) \
+             {types} AS type_counts, \
+             sumMap(rm) AS rm \
+           FROM ({rows}) \
            GROUP BY name \
-         )"
+         )",
+        types = type_counts_sql(),
     )
 }
 
@@ -233,112 +291,99 @@ impl ClickhouseBackend {
         pipeline: &str,
         window: TimeWindow,
     ) -> Result<Vec<PipelineStepStats>, StoreError> {
-        // 1. bounds
-        let mut bounds = Sql::new(format!(
+        let client = &self.inner.client;
+        // 1. The window's executions: whether there are any, the range their
+        // steps are read in when joined (every version: start times never
+        // change, the last end is now while any version runs), and the
+        // hashes of the execution identities with several rows: usually
+        // none. Two identities sharing a hash only send one more trace to
+        // the joined path.
+        let filter = window_filter(scope);
+        let mut first = Sql::new(format!(
             "SELECT count() AS n, toUnixTimestamp64Nano(min(start_time)) AS lo, \
-             greatest(toUnixTimestamp64Nano(max(ifNull(end_time, start_time))), \
-                      if(countIf(end_time IS NULL) > 0, toUnixTimestamp64Nano(now64(9)), 0)) AS hi \
-             FROM ({})",
-            window_executions("app, execution_id, start_time, end_time", scope)
+                    greatest(toUnixTimestamp64Nano(max(ifNull(end_time, start_time))), \
+                             if(countIf(end_time IS NULL) > 0, toUnixTimestamp64Nano(now64(9)), 0)) AS hi, \
+                    (SELECT groupArray(h) FROM ( \
+                       SELECT {IDENTITY_HASH} AS h FROM executions WHERE {filter} \
+                       GROUP BY h HAVING count() > 1 LIMIT {cap})) AS rewritten \
+             FROM executions WHERE {filter}",
+            cap = MAX_LISTED_TRACES + 1,
         ));
-        bind_window(&mut bounds, scope, pipeline, window);
-        let b: BoundsRow = bounds
-            .query(&self.inner.client)
+        bind_window(&mut first, scope, pipeline, window);
+        let w: WindowRow = first
+            .query(client)
             .fetch_one()
             .await
             .map_err(super::store_error)?;
-        if b.n == 0 {
+        if w.n == 0 {
             return Ok(Vec::new());
         }
-        let (lo, hi) = (b.lo.saturating_sub(SLACK_NS), b.hi.saturating_add(SLACK_NS));
-        // 2. traces that hold another execution besides the window's one
-        // The set of the window's traces is read without deduplicating
-        // versions: a trace whose older version alone is in the window is
-        // split in Rust too, where only newest versions count (harmless).
-        // More than one distinct execution id is `min != max`, cheaper than
-        // counting them.
-        let mut shared = Sql::new(format!(
-            "SELECT app, trace_id FROM executions \
-             WHERE start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-             AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}){} \
-             AND (app, trace_id) IN (SELECT app, trace_id FROM executions WHERE {}) \
-             GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)",
-            app_condition(scope),
-            window_filter(scope)
+        let (lo, hi) = (w.lo.saturating_sub(SLACK_NS), w.hi.saturating_add(SLACK_NS));
+        // 2. The traces with steps written without their execution.
+        let mut unattributed = Sql::new(format!(
+            "{} LIMIT {}",
+            unattributed_sql(scope),
+            MAX_LISTED_TRACES + 1
         ));
-        bind_window(&mut shared, scope, pipeline, window);
-        shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
-        // 3b. (sent with 2) the step identities with several rows in the
-        // range, by hash: usually none, and then the aggregation skips the
-        // sort that deduplicating versions costs.
-        let mut dups = Sql::new(format!(
-            "SELECT {IDENTITY_HASH} AS h FROM steps WHERE {} \
-             GROUP BY h HAVING count() > 1 LIMIT {}",
-            range_steps_filter(scope),
-            MAX_DUP_HASHES + 1
-        ));
-        bind_window(&mut dups, scope, pipeline, window);
-        dups.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
-        let client = &self.inner.client;
-        let (shared, dups) = tokio::try_join!(
-            async {
-                shared
-                    .query(client)
-                    .fetch_all::<TraceRow>()
-                    .await
-                    .map_err(super::store_error)
-            },
-            async {
-                dups.query(client)
-                    .fetch_all::<u64>()
-                    .await
-                    .map_err(super::store_error)
-            }
-        )?;
-        let dedupe = match dups.len() {
-            0 => Dups::None,
-            n if n <= MAX_DUP_HASHES => Dups::Few,
-            _ => Dups::Many,
-        };
-        // 3. their steps, split in Rust
-        let keys: Vec<(String, String)> = shared
-            .iter()
-            .map(|t| (t.app.clone(), t.trace_id.clone()))
-            .collect();
-        let traces = self.traces(&keys, LIGHT_STEP_COLUMNS).await?;
-        let runs = shared_runs(&traces, scope, pipeline, window)?;
-        // 4. the aggregation
-        let mut agg = Sql::new(aggregation_sql(scope, dedupe));
-        bind_window(&mut agg, scope, pipeline, window);
-        if let Dups::Few = dedupe {
-            agg.bind("dups", Param::U64s(dups));
-        }
-        agg.bind("lo", Param::I64(lo))
-            .bind("hi", Param::I64(hi))
-            .bind(
-                "shared",
-                Param::Strs(
-                    shared
-                        .iter()
-                        .map(|t| format!("{}:{}", t.trace_id, t.app))
-                        .collect(),
-                ),
-            )
-            .bind("runs", Param::Str(runs));
-        let rows: Vec<TotalsRow> = agg
-            .query(&self.inner.client)
+        bind_window(&mut unattributed, scope, pipeline, window);
+        unattributed
+            .bind("lo", Param::I64(lo))
+            .bind("hi", Param::I64(hi));
+        let unattributed: Vec<TraceRow> = unattributed
+            .query(client)
             .fetch_all()
             .await
             .map_err(super::store_error)?;
+        let mut slow: Vec<(String, String)> = unattributed
+            .into_iter()
+            .map(|t| (t.app, t.trace_id))
+            .collect();
+        let many_rewritten = w.rewritten.len() > MAX_LISTED_TRACES;
+        if !w.rewritten.is_empty() && !many_rewritten {
+            let mut traces = Sql::new(format!(
+                "SELECT DISTINCT app, trace_id FROM executions \
+                 WHERE {filter} AND {IDENTITY_HASH} IN {{hashes:Array(UInt64)}}"
+            ));
+            bind_window(&mut traces, scope, pipeline, window);
+            traces.bind("hashes", Param::U64s(w.rewritten));
+            slow.extend(
+                traces
+                    .query(client)
+                    .fetch_all::<TraceRow>()
+                    .await
+                    .map_err(super::store_error)?
+                    .into_iter()
+                    .map(|t| (t.app, t.trace_id)),
+            );
+        }
+        slow.sort();
+        slow.dedup();
+        let rows = if slow.is_empty() && !many_rewritten {
+            // 3. The common case: attributed steps only.
+            let mut agg = Sql::new(aggregation_sql(scope, None, None));
+            bind_window(&mut agg, scope, pipeline, window);
+            agg.query(client)
+                .fetch_all::<TotalsRow>()
+                .await
+                .map_err(super::store_error)?
+        } else {
+            let many = many_rewritten || slow.len() > MAX_LISTED_TRACES;
+            let slow = if many {
+                TraceSet::Query(format!(
+                    "{} UNION DISTINCT {}",
+                    unattributed_sql(scope),
+                    rewritten_sql(scope)
+                ))
+            } else {
+                TraceSet::Listed("slow", slow)
+            };
+            self.joined_funnel(scope, pipeline, window, (lo, hi), &slow)
+                .await?
+        };
         Ok(aggregate::finish_funnel(rows.into_iter().map(|r| {
             StepTotals {
                 name: r.name,
-                types: r
-                    .type_names
-                    .iter()
-                    .zip(r.type_counts)
-                    .map(|(t, n)| (t.parse().unwrap_or(StepType::Custom), n))
-                    .collect(),
+                types: StepType::ALL.iter().copied().zip(r.type_counts).collect(),
                 executions: r.executions,
                 runs: r.runs,
                 failed: r.failed,
@@ -354,49 +399,108 @@ impl ClickhouseBackend {
             }
         })))
     }
+
+    /// The aggregation when some traces (`slow`) take the joined path: finds
+    /// those of them that hold several executions, splits their steps in
+    /// Rust, and aggregates the three paths in one query.
+    async fn joined_funnel(
+        &self,
+        scope: &Scope,
+        pipeline: &str,
+        window: TimeWindow,
+        (lo, hi): (i64, i64),
+        slow: &TraceSet,
+    ) -> Result<Vec<TotalsRow>, StoreError> {
+        let client = &self.inner.client;
+        // Traces holding more than one distinct execution id; every version
+        // is read (a superset only sends a trace to the Rust split, where
+        // only newest versions count).
+        let mut shared = Sql::new(match slow {
+            TraceSet::Listed(..) => format!(
+                "SELECT app, trace_id FROM executions WHERE {}{} \
+                 GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)",
+                slow.contains(),
+                app_condition(scope),
+            ),
+            // Many traces: the executions starting in the range (an
+            // execution nested in another starts inside it).
+            TraceSet::Query(_) => format!(
+                "SELECT app, trace_id FROM executions \
+                 WHERE start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
+                 AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}){} AND {} \
+                 GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)",
+                app_condition(scope),
+                slow.contains(),
+            ),
+        });
+        bind_window(&mut shared, scope, pipeline, window);
+        shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
+        slow.bind(&mut shared);
+        let shared: Vec<(String, String)> = shared
+            .query(client)
+            .fetch_all::<TraceRow>()
+            .await
+            .map_err(super::store_error)?
+            .into_iter()
+            .map(|t| (t.app, t.trace_id))
+            .collect();
+        let traces = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
+        let runs = split_runs(&traces, scope, pipeline, window)?;
+        let split = (!shared.is_empty()).then(|| TraceSet::Listed("split", shared));
+        let mut agg = Sql::new(aggregation_sql(scope, Some(slow), split.as_ref()));
+        bind_window(&mut agg, scope, pipeline, window);
+        agg.bind("lo", Param::I64(lo))
+            .bind("hi", Param::I64(hi))
+            .bind("runs", Param::Str(runs));
+        slow.bind(&mut agg);
+        if let Some(split) = &split {
+            split.bind(&mut agg);
+        }
+        agg.query(client)
+            .fetch_all::<TotalsRow>()
+            .await
+            .map_err(super::store_error)
+    }
 }
 
 /// The step runs of the window's executions of `pipeline` that live in
-/// shared traces, as the JSON array the aggregation reads.
-fn shared_runs(
+/// traces holding several executions, as the JSON array the aggregation
+/// reads.
+fn split_runs(
     traces: &Traces,
     scope: &Scope,
     pipeline: &str,
     window: TimeWindow,
 ) -> Result<String, StoreError> {
-    let mine: Vec<&Execution> = traces
-        .executions()
-        .filter(|e| {
-            e.pipeline == pipeline
-                && e.start_time_ns >= window.from_ns
-                && e.start_time_ns < window.to_ns
-                && scope.app().is_none_or(|a| a == e.app)
-        })
-        .collect();
     let mut rows: Vec<serde_json::Value> = Vec::new();
-    // Numbered above those of the aggregation's own join (row numbers of
-    // at most a few million window executions), so each execution keeps a
-    // number of its own.
-    for (i, e) in mine.into_iter().enumerate() {
-        let en = (1u64 << 40) + i as u64;
-        for s in traces.steps_of(e) {
-            let (rk, rv): (Vec<String>, Vec<u64>) = merge_rejections(&s.rejections, &s.candidates)
-                .into_iter()
-                .unzip();
-            // JSONExtract reads tuples from arrays positionally.
-            rows.push(serde_json::json!([
-                s.name,
-                s.step_type.as_str(),
-                u8::from(s.status == xray_model::Status::Failed),
-                en,
-                s.duration_ns(),
-                s.start_time_ns - e.start_time_ns,
-                s.candidates_in,
-                s.candidates_out,
-                rk,
-                rv
-            ]));
-        }
+    for e in traces.executions().filter(|e| {
+        e.pipeline == pipeline
+            && e.start_time_ns >= window.from_ns
+            && e.start_time_ns < window.to_ns
+            && scope.app().is_none_or(|a| a == e.app)
+    }) {
+        rows.extend(traces.steps_of(e).iter().map(|s| run_json(e, s)));
     }
     serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// One split run, positionally as [`RUN_TUPLE`] (JSONExtract reads tuples
+/// from arrays by position).
+fn run_json(e: &Execution, s: &xray_model::Step) -> serde_json::Value {
+    let (rk, rv): (Vec<String>, Vec<u64>) = merge_rejections(&s.rejections, &s.candidates)
+        .into_iter()
+        .unzip();
+    serde_json::json!([
+        s.name,
+        s.step_type.as_str(),
+        u8::from(s.status == xray_model::Status::Failed),
+        e.app,
+        e.execution_id,
+        s.duration_ns(),
+        s.start_time_ns - e.start_time_ns,
+        s.candidates_in,
+        s.candidates_out,
+        rk,
+        rv
+    ])
 }

@@ -10,6 +10,9 @@
 //!
 //! The checks panic with the backend's name on failure.
 
+mod arrival;
+
+pub use arrival::pipeline_funnel_whatever_the_arrival;
 use xray_model::{ApiKey, App, CandidateDecision, Decision, MappedBatch, Status, StepType};
 
 use crate::testing::{TestBackend, execution, step, trace_id_for};
@@ -24,7 +27,7 @@ macro_rules! conformance_suite {
             write_then_read_back, idempotent_reinsert, newest_version_wins, steps_before_execution,
             lookup_by_trace_id, list_filters, cursor_pagination_is_stable, scope_isolation,
             pipelines_summary, pipeline_funnel_figures, pipeline_funnel_corner_cases,
-            several_executions_in_one_trace, apps_and_keys, scope_isolation_in_every_read,
+            pipeline_funnel_whatever_the_arrival, several_executions_in_one_trace, apps_and_keys, scope_isolation_in_every_read,
             steps_by_span_id);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
