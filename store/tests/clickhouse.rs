@@ -307,7 +307,12 @@ fn funnel_fixture(n: usize, start: i64) -> (Vec<xray_model::Execution>, Vec<xray
         fetch.candidates_out = Some(100 + (i % 7) as u64);
         fetch.rejections.clear();
         fetch.candidates.clear();
-        let mut filter = common::step(&e, &format!("{:016x}", 2 * i + 2), "filter", 20 + (i % 5) as i64);
+        let mut filter = common::step(
+            &e,
+            &format!("{:016x}", 2 * i + 2),
+            "filter",
+            20 + (i % 5) as i64,
+        );
         filter.parent_span_id = fetch.span_id.clone();
         filter.candidates = vec![
             CandidateDecision {
@@ -330,7 +335,10 @@ fn funnel_fixture(n: usize, start: i64) -> (Vec<xray_model::Execution>, Vec<xray
 }
 
 /// The same funnel, up to rounding in the means (sums in another order).
-fn assert_same_funnel(got: &[xray_store::PipelineStepStats], want: &[xray_store::PipelineStepStats]) {
+fn assert_same_funnel(
+    got: &[xray_store::PipelineStepStats],
+    want: &[xray_store::PipelineStepStats],
+) {
     assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
     for (g, w) in got.iter().zip(want) {
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
@@ -366,8 +374,16 @@ async fn funnel_over_steps_written_before_schema_4() {
         from_ns: common::T0,
         to_ns: common::T0 + 1_000_000,
     };
-    let want = reference.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
-    let written = db.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+    let want = reference
+        .backend
+        .pipeline_funnel(&scope, "p", window)
+        .await
+        .unwrap();
+    let written = db
+        .backend
+        .pipeline_funnel(&scope, "p", window)
+        .await
+        .unwrap();
     assert_same_funnel(&written, &want);
     let filter = want.iter().find(|s| s.name == "filter").unwrap();
     assert_eq!(
@@ -407,12 +423,16 @@ async fn funnel_over_steps_written_before_schema_4() {
         .await
         .unwrap();
     assert_eq!(legacy, 20, "the fetch rows: nothing to merge");
-    let rewritten = db.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+    let rewritten = db
+        .backend
+        .pipeline_funnel(&scope, "p", window)
+        .await
+        .unwrap();
     assert_same_funnel(&rewritten, &want);
 }
 
 /// More traces need the join (here: steps written before their executions,
-/// and executions written twice) than travel as a query parameter (10,000):
+/// and every row written twice) than travel as a query parameter (10,000):
 /// the funnel selects them again as subqueries, nested pipelines among them
 /// included, and counts exactly what SQLite counts.
 #[tokio::test]
@@ -451,7 +471,12 @@ async fn funnel_with_more_joined_traces_than_listed() {
         executions,
         steps: vec![],
     };
-    for b in [&steps_first, &then_executions, &then_executions] {
+    for b in [
+        &steps_first,
+        &steps_first,
+        &then_executions,
+        &then_executions,
+    ] {
         db.backend.write(b).await.unwrap();
         reference.backend.write(b).await.unwrap();
     }
@@ -466,9 +491,17 @@ async fn funnel_with_more_joined_traces_than_listed() {
             to_ns: common::T0 + 2_000_000,
         },
     ] {
-        let want = reference.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+        let want = reference
+            .backend
+            .pipeline_funnel(&scope, "p", window)
+            .await
+            .unwrap();
         assert!(!want.is_empty());
-        let got = db.backend.pipeline_funnel(&scope, "p", window).await.unwrap();
+        let got = db
+            .backend
+            .pipeline_funnel(&scope, "p", window)
+            .await
+            .unwrap();
         assert_same_funnel(&got, &want);
     }
 }

@@ -44,7 +44,7 @@ use xray_model::{Execution, StepType, merge_rejections};
 
 use super::ClickhouseBackend;
 use super::rows::LIGHT_STEP_COLUMNS;
-use super::store::{Param, Sql, app_condition, latest_executions};
+use super::store::{Param, Sql, app_condition};
 use crate::aggregate::{self, StepTotals};
 use crate::joins::Traces;
 use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
@@ -123,16 +123,6 @@ fn range_steps_filter(scope: &Scope) -> String {
     )
 }
 
-/// The traces of the window's executions that have several rows (parameters
-/// as [`window_filter`]), as `(app, trace_id)` rows.
-fn rewritten_sql(scope: &Scope) -> String {
-    format!(
-        "SELECT app, arrayJoin(groupUniqArray(trace_id)) AS trace_id FROM executions \
-         WHERE {} GROUP BY app, execution_id HAVING count() > 1",
-        window_filter(scope)
-    )
-}
-
 /// The traces with steps in the range that were written without their
 /// execution (parameters as [`range_steps_filter`]).
 fn unattributed_sql(scope: &Scope) -> String {
@@ -149,12 +139,12 @@ fn bind_window(sql: &mut Sql, scope: &Scope, pipeline: &str, window: TimeWindow)
         .bind_scope(scope);
 }
 
-/// A set of traces in SQL: a parameter when short, else a subquery.
+/// A set of traces in SQL: a parameter, or every trace (too many to list).
 enum TraceSet {
     /// `{name:Array(Tuple(String, String))}`, bound to these traces.
     Listed(&'static str, Vec<(String, String)>),
-    /// A subquery returning `(app, trace_id)` rows.
-    Query(String),
+    /// Every trace.
+    All,
 }
 
 impl TraceSet {
@@ -164,7 +154,7 @@ impl TraceSet {
             TraceSet::Listed(name, _) => {
                 format!("(app, trace_id) IN {{{name}:Array(Tuple(String, String))}}")
             }
-            TraceSet::Query(q) => format!("(app, trace_id) IN ({q})"),
+            TraceSet::All => "1".to_string(),
         }
     }
 
@@ -184,14 +174,73 @@ fn type_counts_sql() -> String {
     format!("[{}]", counts.join(", "))
 }
 
-/// The aggregation query: attributed steps outside `slow`, plus, when there
-/// is a `slow` set, the joined steps of its traces outside `split` and the
-/// JSON runs of `split` (parameter `runs`).
-fn aggregation_sql(scope: &Scope, slow: Option<&TraceSet>, split: Option<&TraceSet>) -> String {
+/// How a read deduplicates versions: rows whose identity hash is not listed
+/// are the only row of their identity and are read as they are; only the
+/// listed ones go through `LIMIT 1 BY` (a sort). Exact whatever the hash:
+/// two rows of one identity always share it.
+#[derive(Clone)]
+enum Versions {
+    /// These identity hashes may have several rows.
+    Few(Vec<u64>),
+    /// Too many to list: every row is deduplicated.
+    Many,
+}
+
+impl Versions {
+    fn from_hashes(hashes: Vec<u64>) -> Self {
+        if hashes.len() > MAX_LISTED_TRACES {
+            Versions::Many
+        } else {
+            Versions::Few(hashes)
+        }
+    }
+
+    /// `read` (a `SELECT … WHERE …` of `table`) with the newest version of
+    /// each identity `identity` hashed by `hash`; `param` names the hashes.
+    fn newest(&self, read: &str, hash: &str, identity: &str, param: &str) -> String {
+        let dedupe = format!("ORDER BY version DESC, written DESC LIMIT 1 BY {identity}");
+        match self {
+            Versions::Few(h) if h.is_empty() => read.to_string(),
+            Versions::Few(_) => format!(
+                "{read} AND {hash} NOT IN {{{param}:Array(UInt64)}} \
+                 UNION ALL SELECT * FROM ({read} AND {hash} IN {{{param}:Array(UInt64)}} {dedupe})"
+            ),
+            Versions::Many => format!("{read} {dedupe}"),
+        }
+    }
+
+    fn bind(&self, sql: &mut Sql, param: &'static str) {
+        if let Versions::Few(h) = self
+            && !h.is_empty()
+        {
+            sql.bind(param, Param::U64s(h.clone()));
+        }
+    }
+}
+
+/// A step's identity `(app, trace_id, span_id)` hashed.
+const STEP_HASH: &str = "cityHash64(app, trace_id, span_id)";
+
+/// The joined path of the aggregation (see [`aggregation_sql`]).
+struct Joined<'a> {
+    /// The traces it reads.
+    slow: &'a TraceSet,
+    /// Those of them split in Rust instead (parameter `runs`).
+    split: Option<&'a TraceSet>,
+    /// Versions of the window's executions (parameter `exec_dups`).
+    executions: Versions,
+    /// Versions of the slow traces' steps (parameter `step_dups`).
+    steps: Versions,
+}
+
+/// The aggregation query: attributed steps, plus, when some traces take the
+/// joined path, the joined steps of those traces outside `split` and the
+/// JSON runs of `split`.
+fn aggregation_sql(scope: &Scope, joined: Option<&Joined<'_>>) -> String {
     let app = app_condition(scope);
     // Attributed steps of the window's executions: sort-key prefix (app,
     // pipeline), then the exec_start minmax index.
-    let mut attributed = format!(
+    let attributed = format!(
         "SELECT toString(name) AS name, toString(step_type) AS ty, \
                 toUInt8(status = 'failed') AS failed, toUInt8(1) AS fast, exec_first AS first, \
                 toUInt64(0) AS key, duration_ns AS d, \
@@ -202,43 +251,62 @@ fn aggregation_sql(scope: &Scope, slow: Option<&TraceSet>, split: Option<&TraceS
            AND exec_start >= fromUnixTimestamp64Nano({{from:Int64}}) \
            AND exec_start < fromUnixTimestamp64Nano({{to:Int64}})"
     );
-    let Some(slow) = slow else {
+    let Some(j) = joined else {
         return totals_sql(&attributed);
     };
-    attributed.push_str(&format!(" AND NOT {}", slow.contains()));
-    let not_split = split
+    let slow = j.slow.contains();
+    // With every trace joined there are no attributed steps to add.
+    let attributed = match j.slow {
+        TraceSet::Listed(..) => format!("{attributed} AND NOT {slow} UNION ALL "),
+        TraceSet::All => String::new(),
+    };
+    let not_split = j
+        .split
         .map(|s| format!(" AND NOT {}", s.contains()))
         .unwrap_or_default();
     // Joined steps: the newest version of each step of the slow traces in
-    // the range, joined to the window's executions (within one app the trace
-    // id alone is the key). A step carrying an execution's own span id is
-    // not a step.
+    // the range, joined to the newest version of the window's executions
+    // (within one app the trace id alone is the key). A step carrying an
+    // execution's own span id is not a step. `key` numbers executions for
+    // counting them.
     let on = if scope.app().is_some() {
         "s.trace_id = e.trace_id"
     } else {
         "s.app = e.app AND s.trace_id = e.trace_id"
     };
-    let ex = latest_executions(
-        "app, execution_id, trace_id, span_id, start_time",
-        &format!("{} AND {}", window_filter(scope), slow.contains()),
+    let executions = j.executions.newest(
+        &format!(
+            "SELECT app, execution_id, trace_id, span_id, start_time FROM executions \
+             WHERE {} AND {slow}",
+            window_filter(scope)
+        ),
+        IDENTITY_HASH,
+        "app, execution_id",
+        "exec_dups",
+    );
+    let steps = j.steps.newest(
+        &format!(
+            "SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
+                    candidates_in, candidates_out, merged_rejections \
+             FROM steps WHERE {} AND {slow}{not_split}",
+            range_steps_filter(scope)
+        ),
+        STEP_HASH,
+        "app, trace_id, span_id",
+        "step_dups",
     );
     let joined = format!(
         "SELECT toString(s.name) AS name, toString(s.step_type) AS ty, \
                 toUInt8(s.status = 'failed') AS failed, toUInt8(0) AS fast, toUInt8(0) AS first, \
-                cityHash64(e.app, e.execution_id) AS key, s.duration_ns AS d, \
+                e.key AS key, s.duration_ns AS d, \
                 toUnixTimestamp64Nano(s.start_time) - toUnixTimestamp64Nano(e.start_time) AS off, \
                 s.candidates_in AS cin, s.candidates_out AS cout, \
                 CAST(s.merged_rejections, 'Map(String, UInt64)') AS rm \
-         FROM ( \
-           SELECT app, trace_id, span_id, name, step_type, status, start_time, duration_ns, \
-                  candidates_in, candidates_out, merged_rejections \
-           FROM steps WHERE {range} AND {slow}{not_split} \
-           ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id \
-         ) AS s \
-         INNER JOIN ({ex}) AS e ON {on} \
-         WHERE s.span_id != e.span_id",
-        range = range_steps_filter(scope),
-        slow = slow.contains(),
+         FROM ({steps}) AS s \
+         INNER JOIN (SELECT app, trace_id, span_id, start_time, \
+                            cityHash64(app, execution_id) AS key FROM ({executions})) AS e \
+           ON {on} \
+         WHERE s.span_id != e.span_id"
     );
     let split_runs = format!(
         "SELECT x.name, x.ty, x.failed, toUInt8(0), toUInt8(0), cityHash64(x.app, x.eid), \
@@ -246,9 +314,7 @@ fn aggregation_sql(scope: &Scope, slow: Option<&TraceSet>, split: Option<&TraceS
                 CAST(mapFromArrays(x.rk, x.rv), 'Map(String, UInt64)') \
          FROM (SELECT arrayJoin(JSONExtract({{runs:String}}, '{RUN_TUPLE}')) AS x)"
     );
-    totals_sql(&format!(
-        "{attributed} UNION ALL {joined} UNION ALL {split_runs}"
-    ))
+    totals_sql(&format!("{attributed}{joined} UNION ALL {split_runs}"))
 }
 
 /// Per step name over `rows` (the columns of [`aggregation_sql`]'s
@@ -338,14 +404,16 @@ impl ClickhouseBackend {
             .into_iter()
             .map(|t| (t.app, t.trace_id))
             .collect();
-        let many_rewritten = w.rewritten.len() > MAX_LISTED_TRACES;
-        if !w.rewritten.is_empty() && !many_rewritten {
+        let rewritten = Versions::from_hashes(w.rewritten);
+        if let Versions::Few(hashes) = &rewritten
+            && !hashes.is_empty()
+        {
             let mut traces = Sql::new(format!(
                 "SELECT DISTINCT app, trace_id FROM executions \
                  WHERE {filter} AND {IDENTITY_HASH} IN {{hashes:Array(UInt64)}}"
             ));
             bind_window(&mut traces, scope, pipeline, window);
-            traces.bind("hashes", Param::U64s(w.rewritten));
+            traces.bind("hashes", Param::U64s(hashes.clone()));
             slow.extend(
                 traces
                     .query(client)
@@ -358,26 +426,25 @@ impl ClickhouseBackend {
         }
         slow.sort();
         slow.dedup();
+        let many_rewritten = matches!(rewritten, Versions::Many);
         let rows = if slow.is_empty() && !many_rewritten {
             // 3. The common case: attributed steps only.
-            let mut agg = Sql::new(aggregation_sql(scope, None, None));
+            let mut agg = Sql::new(aggregation_sql(scope, None));
             bind_window(&mut agg, scope, pipeline, window);
             agg.query(client)
                 .fetch_all::<TotalsRow>()
                 .await
                 .map_err(super::store_error)?
         } else {
+            // Too many traces to list: every trace takes the joined path,
+            // which then reads like the funnel before schema 4 did.
             let many = many_rewritten || slow.len() > MAX_LISTED_TRACES;
             let slow = if many {
-                TraceSet::Query(format!(
-                    "{} UNION DISTINCT {}",
-                    unattributed_sql(scope),
-                    rewritten_sql(scope)
-                ))
+                TraceSet::All
             } else {
                 TraceSet::Listed("slow", slow)
             };
-            self.joined_funnel(scope, pipeline, window, (lo, hi), &slow)
+            self.joined_funnel(scope, pipeline, window, (lo, hi), &slow, rewritten)
                 .await?
         };
         Ok(aggregate::finish_funnel(rows.into_iter().map(|r| {
@@ -401,8 +468,10 @@ impl ClickhouseBackend {
     }
 
     /// The aggregation when some traces (`slow`) take the joined path: finds
-    /// those of them that hold several executions, splits their steps in
-    /// Rust, and aggregates the three paths in one query.
+    /// those of them that hold several executions and the identities of
+    /// their steps that have several rows (both at once), splits the former
+    /// in Rust, and aggregates the three paths in one query. `executions`
+    /// says which of the window's executions have several rows.
     async fn joined_funnel(
         &self,
         scope: &Scope,
@@ -410,8 +479,14 @@ impl ClickhouseBackend {
         window: TimeWindow,
         (lo, hi): (i64, i64),
         slow: &TraceSet,
+        executions: Versions,
     ) -> Result<Vec<TotalsRow>, StoreError> {
         let client = &self.inner.client;
+        let bind = |sql: &mut Sql| {
+            bind_window(sql, scope, pipeline, window);
+            sql.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
+            slow.bind(sql);
+        };
         // Traces holding more than one distinct execution id; every version
         // is read (a superset only sends a trace to the Rust split, where
         // only newest versions count).
@@ -422,37 +497,61 @@ impl ClickhouseBackend {
                 slow.contains(),
                 app_condition(scope),
             ),
-            // Many traces: the executions starting in the range (an
-            // execution nested in another starts inside it).
-            TraceSet::Query(_) => format!(
+            // Every trace: those of the window's executions, with the
+            // executions starting in the range (an execution nested in
+            // another starts inside it).
+            TraceSet::All => format!(
                 "SELECT app, trace_id FROM executions \
                  WHERE start_time >= fromUnixTimestamp64Nano({{lo:Int64}}) \
-                 AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}){} AND {} \
+                 AND start_time <= fromUnixTimestamp64Nano({{hi:Int64}}){} \
+                 AND (app, trace_id) IN (SELECT app, trace_id FROM executions WHERE {}) \
                  GROUP BY app, trace_id HAVING min(execution_id) != max(execution_id)",
                 app_condition(scope),
-                slow.contains(),
+                window_filter(scope),
             ),
         });
-        bind_window(&mut shared, scope, pipeline, window);
-        shared.bind("lo", Param::I64(lo)).bind("hi", Param::I64(hi));
-        slow.bind(&mut shared);
-        let shared: Vec<(String, String)> = shared
-            .query(client)
-            .fetch_all::<TraceRow>()
-            .await
-            .map_err(super::store_error)?
-            .into_iter()
-            .map(|t| (t.app, t.trace_id))
-            .collect();
+        bind(&mut shared);
+        // The step identities of those traces with several rows in the
+        // range: usually none, and then no step goes through a sort.
+        let mut dups = Sql::new(format!(
+            "SELECT {STEP_HASH} AS h FROM steps WHERE {} AND {} \
+             GROUP BY h HAVING count() > 1 LIMIT {}",
+            range_steps_filter(scope),
+            slow.contains(),
+            MAX_LISTED_TRACES + 1
+        ));
+        bind(&mut dups);
+        let (shared, dups) = tokio::try_join!(
+            async {
+                shared
+                    .query(client)
+                    .fetch_all::<TraceRow>()
+                    .await
+                    .map_err(super::store_error)
+            },
+            async {
+                dups.query(client)
+                    .fetch_all::<u64>()
+                    .await
+                    .map_err(super::store_error)
+            }
+        )?;
+        let shared: Vec<(String, String)> =
+            shared.into_iter().map(|t| (t.app, t.trace_id)).collect();
         let traces = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
         let runs = split_runs(&traces, scope, pipeline, window)?;
         let split = (!shared.is_empty()).then(|| TraceSet::Listed("split", shared));
-        let mut agg = Sql::new(aggregation_sql(scope, Some(slow), split.as_ref()));
-        bind_window(&mut agg, scope, pipeline, window);
-        agg.bind("lo", Param::I64(lo))
-            .bind("hi", Param::I64(hi))
-            .bind("runs", Param::Str(runs));
-        slow.bind(&mut agg);
+        let joined = Joined {
+            slow,
+            split: split.as_ref(),
+            executions,
+            steps: Versions::from_hashes(dups),
+        };
+        let mut agg = Sql::new(aggregation_sql(scope, Some(&joined)));
+        bind(&mut agg);
+        agg.bind("runs", Param::Str(runs));
+        joined.executions.bind(&mut agg, "exec_dups");
+        joined.steps.bind(&mut agg, "step_dups");
         if let Some(split) = &split {
             split.bind(&mut agg);
         }
