@@ -22,6 +22,11 @@
 //!   XRAY_BENCH_EXECUTIONS=1000000 cargo bench -p xray-dashboard-api --bench api_latency
 //! ```
 //!
+//! `XRAY_BENCH_STEPS_FIRST=1` writes each batch's steps before its
+//! executions, in a write of their own, as when spans are exported before
+//! their parent: on ClickHouse no step is then attributed at write time and
+//! the pipeline funnel joins every step (the database name gets `_steps_first`).
+//!
 //! Data: 5 pipelines; executions spread evenly over the 24 hours before a
 //! fixed instant; each with a retrieval step, a logic step with three nested
 //! filters (rejection histograms and 3 sampled decisions each), a ranker, an
@@ -202,7 +207,7 @@ fn run(i: usize, n: usize) -> (Execution, Vec<Step>) {
     (exec, steps)
 }
 
-async fn load(backend: &SharedBackend, n: usize) {
+async fn load(backend: &SharedBackend, n: usize, steps_first: bool) {
     let batch_execs = env_usize("XRAY_BENCH_BATCH", 2_000);
     let started = Instant::now();
     let mut i = 0;
@@ -212,6 +217,13 @@ async fn load(backend: &SharedBackend, n: usize) {
             let (e, s) = run(j, n);
             batch.executions.push(e);
             batch.steps.extend(s);
+        }
+        if steps_first {
+            let steps = MappedBatch {
+                executions: Vec::new(),
+                steps: std::mem::take(&mut batch.steps),
+            };
+            backend.write(&steps).await.expect("write steps");
         }
         backend.write(&batch).await.expect("write batch");
         i += batch_execs;
@@ -293,6 +305,8 @@ fn main() {
     let n = env_usize("XRAY_BENCH_EXECUTIONS", 100_000);
     let reqs = env_usize("XRAY_BENCH_REQUESTS", 200);
     let clickhouse = std::env::var("XRAY_BENCH_BACKEND").as_deref() == Ok("clickhouse");
+    let steps_first = std::env::var("XRAY_BENCH_STEPS_FIRST").as_deref() == Ok("1");
+    let shape = if steps_first { "_steps_first" } else { "" };
     let mut storage = StorageConfig::default();
     let path = std::env::var("XRAY_BENCH_DB")
         .map(PathBuf::from)
@@ -300,7 +314,7 @@ fn main() {
             let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "../target".into());
             PathBuf::from(dir)
                 .join("xray-bench")
-                .join(format!("api-{n}.db"))
+                .join(format!("api-{n}{shape}.db"))
         });
     if clickhouse {
         let url = std::env::var("XRAY_BENCH_CLICKHOUSE_URL")
@@ -310,7 +324,7 @@ fn main() {
         storage.clickhouse = ClickhouseConfig {
             url,
             database: std::env::var("XRAY_BENCH_CLICKHOUSE_DATABASE")
-                .unwrap_or_else(|_| format!("xray_bench_{n}")),
+                .unwrap_or_else(|_| format!("xray_bench_{n}{shape}")),
             ttl_days: 0,
             ..ClickhouseConfig::default()
         };
@@ -332,7 +346,7 @@ fn main() {
                 have, 0,
                 "{what} holds {have} executions, not {n}: remove it"
             );
-            load(&backend, n).await;
+            load(&backend, n, steps_first).await;
         } else {
             eprintln!("reusing {what} ({n} executions)");
         }
