@@ -282,7 +282,12 @@ pub(super) fn attribute<'a>(executions: &[&'a Execution], steps: &[&Step]) -> Ve
     type Key<'k> = (&'k str, &'k str, &'k str);
     let exec_spans: HashMap<Key<'_>, &'a Execution> = executions
         .iter()
-        .map(|e| ((e.app.as_str(), e.trace_id.as_str(), e.span_id.as_str()), *e))
+        .map(|e| {
+            (
+                (e.app.as_str(), e.trace_id.as_str(), e.span_id.as_str()),
+                *e,
+            )
+        })
         .collect();
     let parents: HashMap<Key<'_>, &str> = steps
         .iter()
@@ -480,7 +485,10 @@ mod tests {
         );
         // Without the execution in the batch nothing is known.
         let a = attribute(&[], &steps);
-        assert!(a.iter().all(|a| a.kind == ATTRIBUTION_UNKNOWN && a.pipeline.is_empty()));
+        assert!(
+            a.iter()
+                .all(|a| a.kind == ATTRIBUTION_UNKNOWN && a.pipeline.is_empty())
+        );
     }
 
     #[test]

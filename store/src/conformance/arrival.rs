@@ -255,7 +255,10 @@ fn expected(writes: &[MappedBatch], pipeline: &str, window: TimeWindow) -> Vec<P
     for w in writes {
         for e in &w.executions {
             let key = (e.app.clone(), e.execution_id.clone());
-            if executions.get(&key).is_none_or(|old| old.version <= e.version) {
+            if executions
+                .get(&key)
+                .is_none_or(|old| old.version <= e.version)
+            {
                 executions.insert(key, e.clone());
             }
         }
@@ -348,9 +351,8 @@ pub async fn pipeline_funnel_whatever_the_arrival(t: TestBackend) {
                 .pipeline_funnel(&scope(), pipeline, window)
                 .await
                 .unwrap();
-            let names = |f: &[PipelineStepStats]| {
-                f.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
-            };
+            let names =
+                |f: &[PipelineStepStats]| f.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
             assert_eq!(
                 names(&got),
                 names(&want),
