@@ -15,22 +15,26 @@
 //! - **Joined**: the traces of the window that need more care: those holding
 //!   steps written without their execution (`attribution = 'unknown'`:
 //!   spans exported before their parent, and every row written before schema
-//!   4) and those whose execution was written more than once (versions,
-//!   retried writes). Their steps in the time range of the window's
-//!   executions are deduplicated by version and joined to the window's
-//!   executions by trace id, as every backend's reads do.
+//!   4) and those whose execution has several rows (re-deliveries, retried
+//!   writes). Their steps in the time range of the window's executions are
+//!   joined to the window's executions by trace id, as every backend's reads
+//!   do; only the identities found to have several rows go through the
+//!   version sort ([`Versions`]).
 //! - **Split in Rust**: of those, the traces holding more than one execution
 //!   (nested pipelines), read whole and split by the nearest-ancestor rule
 //!   ([`aggregate::steps_of_execution`]); their runs travel into the
 //!   aggregation as one JSON parameter.
 //!
-//! Queries: (1) the window's executions: time range, and the traces of
-//! executions with several rows; (2) the traces of unattributed steps in the
-//! range; when (1) and (2) find none, which is the common case, (3) the
-//! aggregation of attributed steps alone. Otherwise the traces holding
-//! several executions among them are found and read, and the aggregation
-//! adds the joined and split paths. Up to [`MAX_LISTED_TRACES`] traces
-//! travel as parameters; beyond that the same sets are subqueries.
+//! Queries: (1) the window's executions: count, time range, and the hashes
+//! of the execution identities with several rows; (2) the traces of
+//! unattributed steps in the range (and those of the rewritten executions,
+//! when there are any). When both are empty, the common case, (3) aggregates
+//! the attributed steps alone. Otherwise the traces holding several
+//! executions and the step identities with several rows are found (two
+//! queries at once), the split traces read, and the aggregation adds the
+//! joined and split paths. Up to [`MAX_LISTED_TRACES`] joined traces travel
+//! as a parameter; beyond that every trace of the window takes the joined
+//! path, which then reads as the funnel did before schema 4.
 //!
 //! Rust finishes the figures with [`aggregate::finish_funnel`], the code
 //! every backend shares.
