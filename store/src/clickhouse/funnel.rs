@@ -544,7 +544,7 @@ impl ClickhouseBackend {
             shared.into_iter().map(|t| (t.app, t.trace_id)).collect();
         let traces = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
         let runs = split_runs(&traces, scope, pipeline, window)?;
-        let split = (!shared.is_empty()).then(|| TraceSet::Listed("split", shared));
+        let split = (!shared.is_empty()).then_some(TraceSet::Listed("split", shared));
         let joined = Joined {
             slow,
             split: split.as_ref(),
