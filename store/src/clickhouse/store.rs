@@ -238,22 +238,9 @@ impl ClickhouseBackend {
         ex.text = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {filter}");
         let mut st = params.clone();
         st.text = format!("SELECT {step_columns} FROM steps WHERE {filter}");
-        let client = &self.inner.client;
         let (executions, steps) = tokio::try_join!(
-            async {
-                ex.query(client)
-                    .with_setting("max_threads", "1")
-                    .fetch_all::<ExecutionRow>()
-                    .await
-                    .map_err(store_error)
-            },
-            async {
-                st.query(client)
-                    .with_setting("max_threads", "1")
-                    .fetch_all::<StepRow>()
-                    .await
-                    .map_err(store_error)
-            }
+            self.point_read::<ExecutionRow>(&ex),
+            self.point_read::<StepRow>(&st)
         )?;
         let executions = newest(
             executions,
@@ -272,6 +259,18 @@ impl ClickhouseBackend {
                 .map(StepRow::into_model)
                 .collect::<Result<_, _>>()?,
         ))
+    }
+
+    /// The rows of a read of a few granules, on one thread.
+    async fn point_read<T>(&self, sql: &Sql) -> Result<Vec<T>, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        sql.query(&self.inner.client)
+            .with_setting("max_threads", "1")
+            .fetch_all::<T>()
+            .await
+            .map_err(store_error)
     }
 
     /// The number of steps of each of `executions`, as

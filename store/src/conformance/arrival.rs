@@ -18,7 +18,8 @@ use xray_model::{
 };
 
 use super::{APP, MS, T0, scope, write};
-use crate::aggregate::{self, FunnelRow};
+use crate::aggregate;
+use crate::joins::Traces;
 use crate::testing::{TestBackend, execution, span_id_for, step};
 use crate::{PipelineStepStats, TimeWindow};
 
@@ -248,7 +249,8 @@ fn writes(traces: &[Trace]) -> Vec<MappedBatch> {
 
 /// The funnel of `pipeline` over `window` from the final state of `writes`:
 /// the highest version of every execution and step (the later write on a
-/// tie), steps given to executions by [`aggregate::steps_of_execution`].
+/// tie), steps given to executions by [`aggregate::steps_of_execution`]
+/// (through [`Traces`]).
 fn expected(writes: &[MappedBatch], pipeline: &str, window: TimeWindow) -> Vec<PipelineStepStats> {
     let mut executions: HashMap<(String, String), Execution> = HashMap::new();
     let mut steps: HashMap<(String, String, String), Step> = HashMap::new();
@@ -269,36 +271,20 @@ fn expected(writes: &[MappedBatch], pipeline: &str, window: TimeWindow) -> Vec<P
             }
         }
     }
-    let mut by_trace: HashMap<String, (Vec<Execution>, Vec<Step>)> = HashMap::new();
-    for e in executions.into_values() {
-        by_trace.entry(e.trace_id.clone()).or_default().0.push(e);
-    }
-    for s in steps.into_values() {
-        by_trace.entry(s.trace_id.clone()).or_default().1.push(s);
-    }
-    let mut rows = Vec::new();
-    for (execs, trace_steps) in by_trace.values() {
-        for e in execs.iter().filter(|e| {
+    let window_executions: Vec<Execution> = executions
+        .values()
+        .filter(|e| {
             e.pipeline == pipeline
                 && e.start_time_ns >= window.from_ns
                 && e.start_time_ns < window.to_ns
-        }) {
-            for s in aggregate::steps_of_execution(e, execs, trace_steps.clone()) {
-                rows.push(FunnelRow {
-                    duration_ns: s.duration_ns(),
-                    offset_ns: s.start_time_ns - e.start_time_ns,
-                    name: s.name,
-                    step_type: s.step_type,
-                    status: s.status,
-                    execution_key: format!("{}\u{0}{}", e.app, e.execution_id),
-                    candidates_in: s.candidates_in,
-                    candidates_out: s.candidates_out,
-                    rejections: s.rejections,
-                    candidates: s.candidates,
-                });
-            }
-        }
-    }
+        })
+        .cloned()
+        .collect();
+    let traces = Traces::new(
+        executions.into_values().collect(),
+        steps.into_values().collect(),
+    );
+    let rows = traces.funnel_rows(&window_executions);
     aggregate::pipeline_funnel(rows)
 }
 
