@@ -222,17 +222,14 @@ pub fn steps_of_execution(
         .iter()
         .map(|s| (s.span_id.as_str(), s.parent_span_id.as_str()))
         .collect();
-    let owner = |s: &Step| -> String {
-        let mut cur = s.parent_span_id.as_str();
-        let mut hops = 0;
-        while !cur.is_empty() && hops <= parents.len() {
-            if let Some(e) = exec_spans.get(cur) {
-                return e.execution_id.clone();
-            }
-            cur = parents.get(cur).copied().unwrap_or("");
-            hops += 1;
-        }
-        earliest.to_string()
+    let owner = |s: &Step| -> &str {
+        nearest_execution(
+            &s.parent_span_id,
+            parents.len(),
+            |span| exec_spans.get(span).copied(),
+            |span| parents.get(span).copied(),
+        )
+        .map_or(earliest, |e| e.execution_id.as_str())
     };
     let mut mine: Vec<Step> = steps
         .iter()
@@ -242,6 +239,32 @@ pub fn steps_of_execution(
         .collect();
     mine.sort_by(|a, b| (a.start_time_ns, &a.span_id).cmp(&(b.start_time_ns, &b.span_id)));
     mine
+}
+
+/// The execution whose span is the nearest ancestor of a span whose parent
+/// is `parent`: follows `parent_of` up the span tree, at most `max_hops`
+/// hops, until `execution_at` names an execution span. `None` when the chain
+/// ends, or leaves the spans `parent_of` knows, first.
+///
+/// The rule [`steps_of_execution`] applies to whole traces, and the
+/// ClickHouse sink to each batch when it records a step's execution.
+pub(crate) fn nearest_execution<'e, 's>(
+    parent: &'s str,
+    max_hops: usize,
+    execution_at: impl Fn(&str) -> Option<&'e Execution>,
+    parent_of: impl Fn(&str) -> Option<&'s str>,
+) -> Option<&'e Execution> {
+    let mut cur = parent;
+    for _ in 0..=max_hops {
+        if cur.is_empty() {
+            return None;
+        }
+        if let Some(e) = execution_at(cur) {
+            return Some(e);
+        }
+        cur = parent_of(cur)?;
+    }
+    None
 }
 
 #[cfg(test)]

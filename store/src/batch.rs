@@ -1,6 +1,8 @@
 //! Batch preparation shared by the server backends.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::Hash;
 
 use xray_model::{Execution, MappedBatch, Step};
 
@@ -12,35 +14,43 @@ use xray_model::{Execution, MappedBatch, Step};
 /// time, which is the same for every row of one insert.
 pub(crate) fn newest_rows(batch: &MappedBatch) -> (Vec<&Execution>, Vec<&Step>) {
     (
-        newest(
+        newest_by(
             &batch.executions,
-            |e| (&e.app, &e.execution_id, ""),
+            |e| (e.app.as_str(), e.execution_id.as_str(), ""),
             |e| e.version,
         ),
-        newest(
+        newest_by(
             &batch.steps,
-            |s| (&s.app, &s.trace_id, &s.span_id),
+            |s| (s.app.as_str(), s.trace_id.as_str(), s.span_id.as_str()),
             |s| s.version,
         ),
     )
 }
 
-fn newest<'a, T>(
-    rows: &'a [T],
-    key: impl for<'b> Fn(&'b T) -> (&'b String, &'b String, &'b str),
-    version: impl Fn(&T) -> u64,
-) -> Vec<&'a T> {
-    let mut slot: HashMap<(&String, &String, &str), usize> = HashMap::with_capacity(rows.len());
-    let mut out: Vec<&T> = Vec::with_capacity(rows.len());
+/// `rows` with each `key` once: the row with the highest `order`, the later
+/// one on a tie, in first-seen order.
+pub(crate) fn newest_by<T, K, O>(
+    rows: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+    order: impl Fn(&T) -> O,
+) -> Vec<T>
+where
+    K: Hash + Eq,
+    O: Ord,
+{
+    let rows = rows.into_iter();
+    let mut slot: HashMap<K, usize> = HashMap::with_capacity(rows.size_hint().0);
+    let mut out: Vec<T> = Vec::with_capacity(rows.size_hint().0);
     for row in rows {
-        match slot.get(&key(row)) {
-            Some(&i) => {
-                if version(row) >= version(out[i]) {
+        match slot.entry(key(&row)) {
+            Entry::Occupied(i) => {
+                let i = *i.get();
+                if order(&row) >= order(&out[i]) {
                     out[i] = row;
                 }
             }
-            None => {
-                slot.insert(key(row), out.len());
+            Entry::Vacant(v) => {
+                v.insert(out.len());
                 out.push(row);
             }
         }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use xray_model::{Execution, Metadata, Rejections, Status, Step, StepType};
 
-use crate::SharedBackend;
 use crate::sqlite::SqliteBackend;
+use crate::{PipelineStepStats, SharedBackend};
 
 /// A backend for one test, with whatever keeps it alive (a temp dir, a
 /// database to drop).
@@ -179,4 +179,20 @@ pub fn trace_id_for(id: &str) -> String {
 /// A deterministic 16-hex span id for a fixture id and name.
 pub fn span_id_for(id: &str, name: &str) -> String {
     format!("{:016x}", fnv(format!("{id}/{name}").as_bytes(), 3))
+}
+
+/// Two funnel rows are the same, their floating-point means up to rounding
+/// (backends sum them in different orders).
+pub fn same_step_stats(a: &PipelineStepStats, b: &PipelineStepStats) -> bool {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+    let mean_drop = match (a.mean_drop_rate, b.mean_drop_rate) {
+        (Some(x), Some(y)) => close(x, y),
+        (x, y) => x == y,
+    };
+    let exact = |s: &PipelineStepStats| PipelineStepStats {
+        mean_drop_rate: None,
+        mean_offset_ns: 0.0,
+        ..s.clone()
+    };
+    mean_drop && close(a.mean_offset_ns, b.mean_offset_ns) && exact(a) == exact(b)
 }

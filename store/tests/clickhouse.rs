@@ -341,18 +341,7 @@ fn assert_same_funnel(
 ) {
     assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
     for (g, w) in got.iter().zip(want) {
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
-        assert!(close(g.mean_offset_ns, w.mean_offset_ns), "{g:?}\n{w:?}");
-        assert_eq!(g.mean_drop_rate.is_some(), w.mean_drop_rate.is_some());
-        if let (Some(a), Some(b)) = (g.mean_drop_rate, w.mean_drop_rate) {
-            assert!(close(a, b), "{g:?}\n{w:?}");
-        }
-        let strip = |s: &xray_store::PipelineStepStats| xray_store::PipelineStepStats {
-            mean_offset_ns: 0.0,
-            mean_drop_rate: None,
-            ..s.clone()
-        };
-        assert_eq!(strip(g), strip(w));
+        assert!(xray_store::testing::same_step_stats(g, w), "{g:?}\n{w:?}");
     }
 }
 

@@ -58,8 +58,9 @@ use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
 /// execution span).
 pub(super) const SLACK_NS: i64 = 5 * 60 * 1_000_000_000;
 
-/// Up to this many traces travel to the joined path as a query parameter;
-/// more, and the queries select them again as subqueries.
+/// Up to this many traces (or version hashes) travel as a query parameter;
+/// with more traces every trace of the window takes the joined path, with
+/// more hashes every row is deduplicated.
 const MAX_LISTED_TRACES: usize = 10_000;
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -199,8 +200,8 @@ impl Versions {
         }
     }
 
-    /// `read` (a `SELECT … WHERE …` of `table`) with the newest version of
-    /// each identity `identity` hashed by `hash`; `param` names the hashes.
+    /// `read` (a `SELECT … WHERE …`) keeping the newest version of each
+    /// `identity` (columns), hashed by `hash`; `param` names the hashes.
     fn newest(&self, read: &str, hash: &str, identity: &str, param: &str) -> String {
         let dedupe = format!("ORDER BY version DESC, written DESC LIMIT 1 BY {identity}");
         match self {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use xray_model::{ApiKey, App, Execution, Step, merge_rejections};
 
 use crate::StoreError;
+use crate::aggregate::nearest_execution;
 
 /// A row of `executions`.
 #[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
@@ -272,8 +273,8 @@ pub(super) struct Attribution<'a> {
 /// A step whose own span is an execution span of the batch is not a step
 /// (`ATTRIBUTION_EXECUTION`). Otherwise its chain of parents is followed
 /// through the batch's steps: the first execution span on it is the step's
-/// execution (`ATTRIBUTION_STEP`), the rule the stores' reads apply to whole
-/// traces ([`crate::aggregate::steps_of_execution`]); when the chain leaves
+/// execution (`ATTRIBUTION_STEP`), by [`nearest_execution`], the rule the
+/// stores' reads apply to whole traces; when the chain leaves
 /// the batch first, the step stays `ATTRIBUTION_UNKNOWN` and reads join it to
 /// its execution by trace. Both answers are final: spans never change
 /// parents, and a span the collector maps as a step is never an execution
@@ -299,18 +300,13 @@ pub(super) fn attribute<'a>(executions: &[&'a Execution], steps: &[&Step]) -> Ve
         })
         .collect();
     let nearest = |s: &Step| -> Option<&'a Execution> {
-        let mut cur = s.parent_span_id.as_str();
-        for _ in 0..=parents.len() {
-            if cur.is_empty() {
-                return None;
-            }
-            let key = (s.app.as_str(), s.trace_id.as_str(), cur);
-            if let Some(e) = exec_spans.get(&key) {
-                return Some(*e);
-            }
-            cur = parents.get(&key)?;
-        }
-        None
+        let (app, trace) = (s.app.as_str(), s.trace_id.as_str());
+        nearest_execution(
+            &s.parent_span_id,
+            parents.len(),
+            |span| exec_spans.get(&(app, trace, span)).copied(),
+            |span| parents.get(&(app, trace, span)).copied(),
+        )
     };
     let mut out: Vec<Attribution<'a>> = steps
         .iter()

@@ -4,9 +4,10 @@
 //! (`{name:Type}`); the SQL text is assembled only from fixed fragments.
 //! Reads never use `FINAL`: the newest version of each identity is picked
 //! with `ORDER BY version DESC, written DESC LIMIT 1 BY <identity>` inside a
-//! subquery that is already narrowed by the sort key (app, pipeline, time) or
-//! by the tables' projections sorted by (app, trace_id); the `trace_index`
-//! lookup table turns an execution id into its trace.
+//! subquery that is already narrowed by the sort key (app, pipeline, time),
+//! or, for the few rows of whole traces (read through the tables'
+//! projections sorted by (app, trace_id)), by the same order in Rust. The
+//! `trace_index` lookup table turns an execution id into its trace.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,6 +20,7 @@ use super::rows::{
     STEP_COLUMNS, StepRow,
 };
 use super::{ClickhouseBackend, store_error};
+use crate::batch::newest_by;
 use crate::joins::{Traces, as_trace_id, pick_execution};
 use crate::{
     Cursor, ExecutionDetail, ExecutionFilter, ExecutionPage, ExecutionSummary, PageRequest,
@@ -159,29 +161,6 @@ fn unzip_keys(keys: &[(String, String)]) -> (Vec<String>, Vec<String>) {
     (apps, keys.iter().map(|k| k.1.clone()).collect())
 }
 
-/// The newest row of each identity: the highest `order` (version, then
-/// write time), as `ORDER BY version DESC, written DESC LIMIT 1 BY` keeps.
-fn newest<R, K, O>(rows: Vec<R>, key: impl Fn(&R) -> K, order: impl Fn(&R) -> O) -> Vec<R>
-where
-    K: std::hash::Hash + Eq,
-    O: Ord,
-{
-    let mut best: HashMap<K, R> = HashMap::with_capacity(rows.len());
-    for r in rows {
-        match best.entry(key(&r)) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                if order(&r) > order(e.get()) {
-                    e.insert(r);
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(r);
-            }
-        }
-    }
-    best.into_values().collect()
-}
-
 fn executions_of(rows: Vec<ExecutionRow>) -> Result<Vec<Execution>, StoreError> {
     rows.into_iter().map(ExecutionRow::into_model).collect()
 }
@@ -209,13 +188,13 @@ impl ClickhouseBackend {
             return Ok(Traces::default());
         }
         let (apps, traces) = unzip_keys(keys);
-        let mut scope = Sql::new("");
-        scope
+        let mut params = Sql::new("");
+        params
             .bind("apps", Param::Strs(apps))
             .bind("traces", Param::Strs(traces));
         self.read_traces(
             "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)}",
-            &scope,
+            &params,
             step_columns,
         )
         .await
@@ -242,12 +221,12 @@ impl ClickhouseBackend {
             self.point_read::<ExecutionRow>(&ex),
             self.point_read::<StepRow>(&st)
         )?;
-        let executions = newest(
+        let executions = newest_by(
             executions,
             |r| (r.app.clone(), r.execution_id.clone()),
             |r| (r.version, r.written),
         );
-        let steps = newest(
+        let steps = newest_by(
             steps,
             |r| (r.app.clone(), r.trace_id.clone(), r.span_id.clone()),
             |r| (r.version, r.written),

@@ -20,7 +20,7 @@ use xray_model::{
 use super::{APP, MS, T0, scope, write};
 use crate::aggregate;
 use crate::joins::Traces;
-use crate::testing::{TestBackend, execution, span_id_for, step};
+use crate::testing::{TestBackend, execution, same_step_stats, span_id_for, step};
 use crate::{PipelineStepStats, TimeWindow};
 
 /// Executions of pipeline `arr`; every fifth also holds a nested `arr-inner`.
@@ -288,29 +288,6 @@ fn expected(writes: &[MappedBatch], pipeline: &str, window: TimeWindow) -> Vec<P
     aggregate::pipeline_funnel(rows)
 }
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-}
-
-/// Equal, floating-point means up to rounding (sums in another order).
-fn same(a: &PipelineStepStats, b: &PipelineStepStats) -> bool {
-    let mean_drop = match (a.mean_drop_rate, b.mean_drop_rate) {
-        (Some(x), Some(y)) => close(x, y),
-        (x, y) => x == y,
-    };
-    mean_drop
-        && close(a.mean_offset_ns, b.mean_offset_ns)
-        && PipelineStepStats {
-            mean_drop_rate: None,
-            mean_offset_ns: 0.0,
-            ..a.clone()
-        } == PipelineStepStats {
-            mean_drop_rate: None,
-            mean_offset_ns: 0.0,
-            ..b.clone()
-        }
-}
-
 /// See the module documentation.
 pub async fn pipeline_funnel_whatever_the_arrival(t: TestBackend) {
     let traces = traces();
@@ -347,7 +324,7 @@ pub async fn pipeline_funnel_whatever_the_arrival(t: TestBackend) {
             );
             for (g, w) in got.iter().zip(&want) {
                 assert!(
-                    same(g, w),
+                    same_step_stats(g, w),
                     "[{}] {pipeline} {window:?}:\n got {g:?}\nwant {w:?}",
                     t.name
                 );
