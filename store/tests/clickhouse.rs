@@ -59,7 +59,7 @@ async fn migrations_twice_and_concurrently() {
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     let tables: Vec<String> = db
         .backend
         .client()
@@ -79,7 +79,10 @@ async fn migrations_twice_and_concurrently() {
             "steps",
             "trace_index",
             "trace_index_executions_mv",
-            "trace_index_steps_mv"
+            "trace_index_steps_mv",
+            "trace_rows",
+            "trace_rows_executions_mv",
+            "trace_rows_steps_mv"
         ]
     );
 }
@@ -135,14 +138,24 @@ async fn clustered_ddl_parses_on_the_engine() {
                 .fetch_one()
                 .await
                 .unwrap_or_else(|e| panic!("{e}\n{stmt}"));
-            assert!(
-                formatted.contains("ON CLUSTER `prod-cluster`"),
-                "{formatted}"
-            );
+            // DDL runs on every node; the copies of migration 5 go through
+            // the Distributed tables instead (INSERT has no ON CLUSTER).
+            if stmt.starts_with("INSERT INTO `xray`.trace_rows ") {
+                assert!(
+                    formatted.contains("FROM xray.steps")
+                        || formatted.contains("FROM xray.executions"),
+                    "{formatted}"
+                );
+            } else {
+                assert!(
+                    formatted.contains("ON CLUSTER `prod-cluster`"),
+                    "{formatted}"
+                );
+            }
             statements += 1;
         }
     }
-    assert_eq!(statements, 23);
+    assert_eq!(statements, 29);
 }
 
 #[tokio::test]
@@ -493,4 +506,143 @@ async fn funnel_with_more_joined_traces_than_listed() {
             .unwrap();
         assert_same_funnel(&got, &want);
     }
+}
+
+/// A trace with every field the detail returns set, nested steps, texts
+/// that need escaping and a second version of one step.
+fn detail_fixture() -> xray_model::MappedBatch {
+    let mut e = common::execution(
+        "a",
+        "exec-detail",
+        "0af7651916cd43dd8448eb211c80319c",
+        "p",
+        common::T0,
+    );
+    e.status = xray_model::Status::Failed;
+    e.error = Some("ranker timed out: \"deadline\" \u{1F680}\n".into());
+    e.output = None;
+    e.metadata
+        .insert("quote\"key".into(), "tab\tvalue ü".into());
+    let mut llm = common::step(&e, "00000000000000a1", "keywords", 10);
+    llm.step_type = xray_model::StepType::Llm;
+    llm.model = Some("model-a".into());
+    llm.provider = Some("provider-b".into());
+    llm.input_tokens = Some(1_234);
+    llm.output_tokens = Some(56);
+    llm.cost = Some(0.012_345_678_9);
+    llm.confidence = Some(0.875);
+    llm.candidates_in = None;
+    llm.candidates_out = None;
+    llm.rejections.clear();
+    llm.candidates.clear();
+    let mut filter = common::step(&e, "00000000000000a2", "filter", 20);
+    filter.parent_span_id = llm.span_id.clone();
+    filter.candidates_in = Some(u64::MAX / 3);
+    filter.status = xray_model::Status::Failed;
+    filter.error = Some("too strict".into());
+    let mut child = common::step(&e, "00000000000000a3", "brand", 25);
+    child.parent_span_id = filter.span_id.clone();
+    child.end_time_ns = None;
+    child.input = Some("not json: {".into());
+    let mut newer = filter.clone();
+    newer.version = 2;
+    newer.reasoning = Some("second thoughts".into());
+    xray_model::MappedBatch {
+        executions: vec![e],
+        steps: vec![llm, filter, child, newer],
+    }
+}
+
+/// The detail is read from `trace_rows`: the same on ClickHouse as on
+/// SQLite, even when the writer's session asks for quoted 64-bit integers
+/// (the views pin their own output settings); and rows written before
+/// schema 5 are copied there by the migration.
+#[tokio::test]
+async fn detail_from_trace_rows_and_their_backfill() {
+    use xray_store::{Scope, Store};
+    let db = testing::require().await;
+    let reference = xray_store::testing::sqlite().await;
+    let batch = detail_fixture();
+    db.backend.write(&batch).await.unwrap();
+    reference.backend.write(&batch).await.unwrap();
+    let scope = Scope::App("a".into());
+    let want = reference
+        .backend
+        .get_execution(&scope, "exec-detail")
+        .await
+        .unwrap()
+        .expect("the reference has it");
+    assert_eq!(want.steps.len(), 3, "{want:?}");
+    assert_eq!(want.steps[1].reasoning.as_deref(), Some("second thoughts"));
+    let got = db
+        .backend
+        .get_execution(&scope, "exec-detail")
+        .await
+        .unwrap()
+        .expect("written");
+    assert_eq!(got, want);
+    let by_trace = db
+        .backend
+        .get_execution(&scope, "0af7651916cd43dd8448eb211c80319c")
+        .await
+        .unwrap();
+    assert_eq!(by_trace.as_ref(), Some(&want));
+
+    // The same rows again through a session that quotes 64-bit integers in
+    // JSON: the payloads must not change.
+    db.backend
+        .client()
+        .query_raw(
+            "INSERT INTO steps SELECT * FROM steps \
+             SETTINGS output_format_json_quote_64bit_integers = 1",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let (unquoted, quoted): (u64, u64) = db
+        .backend
+        .client()
+        .query_raw(
+            "SELECT countIf(row LIKE '%, 1234, %'), countIf(row LIKE '%\"1234\"%') \
+             FROM trace_rows",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!((unquoted, quoted), (2, 0), "token counts stay unquoted");
+    let again = db
+        .backend
+        .get_execution(&scope, "exec-detail")
+        .await
+        .unwrap();
+    assert_eq!(again.as_ref(), Some(&want));
+
+    // As if the rows predated schema 5: no trace_rows, migration 5 pending.
+    let client = db.backend.client();
+    client
+        .query_raw("TRUNCATE TABLE trace_rows")
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(
+        db.backend
+            .get_execution(&scope, "exec-detail")
+            .await
+            .unwrap(),
+        None,
+        "the detail reads trace_rows only"
+    );
+    client
+        .query_raw("ALTER TABLE schema_migrations DELETE WHERE version = 5")
+        .with_setting("mutations_sync", "1")
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(db.backend.migrate().await.unwrap(), [5]);
+    let backfilled = db
+        .backend
+        .get_execution(&scope, "exec-detail")
+        .await
+        .unwrap();
+    assert_eq!(backfilled.as_ref(), Some(&want));
 }

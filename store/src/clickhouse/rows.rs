@@ -128,12 +128,54 @@ pub(super) struct StepRow {
     pub(super) written: i64,
     /// What the writer knew about the step's execution (schema 4), one of
     /// the `ATTRIBUTION_*` values. Written, never read back: the SELECT
-    /// lists below return constants for this and the next four fields.
+    /// lists below return constants for this and the next four fields, and
+    /// `trace_rows` payloads leave them out (hence the defaults).
+    #[serde(default)]
     pub(super) attribution: i8,
+    #[serde(default)]
     pub(super) exec_id: String,
+    #[serde(default)]
     pub(super) exec_start: i64,
+    #[serde(default)]
     pub(super) exec_first: u8,
+    #[serde(default)]
     pub(super) merged_rejections: BTreeMap<String, u64>,
+}
+
+/// A row of `trace_rows` (schema 5): an execution's or a step's whole row,
+/// as the JSON array its materialized view wrote (columns in the order of
+/// [`ExecutionRow`] or [`StepRow`], times as nanoseconds).
+#[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
+pub(super) struct TraceRow {
+    /// `TRACE_ROW_EXECUTION` or `TRACE_ROW_STEP`.
+    pub(super) kind: i8,
+    pub(super) row: String,
+}
+
+/// `trace_rows.kind` of a row of `executions`.
+pub(super) const TRACE_ROW_EXECUTION: i8 = 1;
+/// `trace_rows.kind` of a row of `steps`.
+pub(super) const TRACE_ROW_STEP: i8 = 2;
+
+/// The executions and steps of `rows`, decoded from their JSON arrays (every
+/// version: the caller keeps the newest). A payload that does not decode is
+/// an error naming the row, not a silently shorter trace.
+pub(super) fn decode_trace_rows(
+    rows: Vec<TraceRow>,
+) -> Result<(Vec<ExecutionRow>, Vec<StepRow>), StoreError> {
+    let mut executions = Vec::new();
+    let mut steps = Vec::new();
+    for r in rows {
+        match r.kind {
+            TRACE_ROW_EXECUTION => executions
+                .push(serde_json::from_str(&r.row).map_err(|e| bad("trace_rows execution", e))?),
+            TRACE_ROW_STEP => {
+                steps.push(serde_json::from_str(&r.row).map_err(|e| bad("trace_rows step", e))?)
+            }
+            other => return Err(bad("trace_rows.kind", other)),
+        }
+    }
+    Ok((executions, steps))
 }
 
 /// `steps.attribution`: the writer did not know the step's execution (also
@@ -437,6 +479,67 @@ mod tests {
     use xray_model::StepType;
 
     const MS: i64 = 1_000_000;
+
+    /// Payloads as the engine's `formatRowNoNewline('JSONCompactEachRow', …)`
+    /// writes them in the views of migration 0005.
+    const EXECUTION_PAYLOAD: &str = r#"["default", "exec-00000007", "0000000000000000abc0000000000007", "0000000000000071", "ads", "prod", "ads-api", "completed", 1767139200604800000, 1767139200661800000, 57000000, "{\"query\":\"item 7\"}", null, null, ["user-7","bench"], {"region":"eu"}, 10, 1767139200604800000, 3, 1796617090412266479]"#;
+    const STEP_PAYLOAD: &str = r#"["default", "exec-00000000", "0000000000000000abc0000000000000", "0000000000000002", "0000000000000001", "shop", "keywords", "llm", "completed", "shop-api", 1767139200001000000, 1767139200006000000, 5000000, "{\"step\":\"keywords\",\"n\":0}", "{\"kept\":0}", "keywords applied its rules", {}, 120, 10, {"price":100,"brand":10}, "[]", "model-a", null, 200, 20, 0.0125, null, null, 1, 1796617090412266479]"#;
+
+    #[test]
+    fn trace_row_payloads_decode_into_rows() {
+        let rows = vec![
+            TraceRow {
+                kind: TRACE_ROW_STEP,
+                row: STEP_PAYLOAD.into(),
+            },
+            TraceRow {
+                kind: TRACE_ROW_EXECUTION,
+                row: EXECUTION_PAYLOAD.into(),
+            },
+        ];
+        let (executions, steps) = decode_trace_rows(rows).unwrap();
+        let e = executions[0].clone().into_model().unwrap();
+        assert_eq!(e.execution_id, "exec-00000007");
+        assert_eq!(e.span_id, "0000000000000071");
+        assert_eq!(e.start_time_ns, 1_767_139_200_604_800_000);
+        assert_eq!(e.end_time_ns, Some(1_767_139_200_661_800_000));
+        assert_eq!(e.input.as_deref(), Some(r#"{"query":"item 7"}"#));
+        assert_eq!(e.output, None);
+        assert_eq!(e.tags, ["user-7", "bench"]);
+        assert_eq!(e.metadata["region"], "eu");
+        assert_eq!(e.step_count, 10);
+        assert_eq!(e.version, 3);
+        let s = steps[0].clone().into_model().unwrap();
+        assert_eq!(s.parent_span_id, "0000000000000001");
+        assert_eq!(s.step_type, StepType::Llm);
+        assert_eq!((s.candidates_in, s.candidates_out), (Some(120), Some(10)));
+        assert_eq!(s.rejections["price"], 100);
+        assert_eq!(s.model.as_deref(), Some("model-a"));
+        assert_eq!(s.provider, None);
+        assert_eq!((s.input_tokens, s.output_tokens), (Some(200), Some(20)));
+        assert_eq!(s.cost, Some(0.0125));
+        assert_eq!(s.reasoning.as_deref(), Some("keywords applied its rules"));
+        // The write-only columns are not in the payload.
+        assert_eq!(steps[0].attribution, ATTRIBUTION_UNKNOWN);
+        assert!(steps[0].merged_rejections.is_empty());
+    }
+
+    #[test]
+    fn undecodable_trace_rows_are_errors() {
+        let quoted = STEP_PAYLOAD.replace("1767139200001000000", "\"1767139200001000000\"");
+        let e = decode_trace_rows(vec![TraceRow {
+            kind: TRACE_ROW_STEP,
+            row: quoted,
+        }])
+        .unwrap_err();
+        assert!(e.to_string().contains("trace_rows step"), "{e}");
+        let e = decode_trace_rows(vec![TraceRow {
+            kind: 7,
+            row: "[]".into(),
+        }])
+        .unwrap_err();
+        assert!(e.to_string().contains("trace_rows.kind"), "{e}");
+    }
 
     fn kinds<'a>(a: &'a [Attribution<'_>]) -> Vec<(i8, &'a str, bool)> {
         a.iter().map(|a| (a.kind, a.exec_id, a.first)).collect()

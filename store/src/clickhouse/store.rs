@@ -6,8 +6,9 @@
 //! with `ORDER BY version DESC, written DESC LIMIT 1 BY <identity>` inside a
 //! subquery that is already narrowed by the sort key (app, pipeline, time),
 //! or, for the few rows of whole traces (read through the tables'
-//! projections sorted by (app, trace_id)), by the same order in Rust. The
-//! `trace_index` lookup table turns an execution id into its trace.
+//! projections sorted by (app, trace_id), or for the detail from
+//! `trace_rows`), by the same order in Rust. The `trace_index` lookup table
+//! turns an execution id into its trace.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +18,7 @@ use xray_model::{ApiKey, App, Execution, Step};
 
 use super::rows::{
     API_KEY_COLUMNS, ApiKeyRow, AppRow, EXECUTION_COLUMNS, ExecutionRow, LIGHT_STEP_COLUMNS,
-    STEP_COLUMNS, StepRow,
+    STEP_COLUMNS, StepRow, TraceRow, decode_trace_rows,
 };
 use super::{ClickhouseBackend, store_error};
 use crate::batch::newest_by;
@@ -165,6 +166,31 @@ fn executions_of(rows: Vec<ExecutionRow>) -> Result<Vec<Execution>, StoreError> 
     rows.into_iter().map(ExecutionRow::into_model).collect()
 }
 
+/// `executions` and `steps` as [`Traces`], the newest version of each
+/// identity kept (by version, then write time).
+fn traces_of_rows(
+    executions: Vec<ExecutionRow>,
+    steps: Vec<StepRow>,
+) -> Result<Traces, StoreError> {
+    let executions = newest_by(
+        executions,
+        |r| (r.app.clone(), r.execution_id.clone()),
+        |r| (r.version, r.written),
+    );
+    let steps = newest_by(
+        steps,
+        |r| (r.app.clone(), r.trace_id.clone(), r.span_id.clone()),
+        |r| (r.version, r.written),
+    );
+    Ok(Traces::new(
+        executions_of(executions)?,
+        steps
+            .into_iter()
+            .map(StepRow::into_model)
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
 impl ClickhouseBackend {
     async fn fetch_executions(&self, sql: &Sql) -> Result<Vec<Execution>, StoreError> {
         let rows: Vec<ExecutionRow> = sql
@@ -221,23 +247,7 @@ impl ClickhouseBackend {
             self.point_read::<ExecutionRow>(&ex),
             self.point_read::<StepRow>(&st)
         )?;
-        let executions = newest_by(
-            executions,
-            |r| (r.app.clone(), r.execution_id.clone()),
-            |r| (r.version, r.written),
-        );
-        let steps = newest_by(
-            steps,
-            |r| (r.app.clone(), r.trace_id.clone(), r.span_id.clone()),
-            |r| (r.version, r.written),
-        );
-        Ok(Traces::new(
-            executions_of(executions)?,
-            steps
-                .into_iter()
-                .map(StepRow::into_model)
-                .collect::<Result<_, _>>()?,
-        ))
+        traces_of_rows(executions, steps)
     }
 
     /// The rows of a read of a few granules, on one thread.
@@ -540,24 +550,24 @@ impl Store for ClickhouseBackend {
         id: &str,
     ) -> Result<Option<ExecutionDetail>, StoreError> {
         // The traces `id` names (as an execution id or a trace id), from the
-        // lookup table sorted by id, as a subquery of both reads: ClickHouse
-        // runs it first and looks the traces up in the tables' projections
-        // by (app, trace_id). No lookup before them, and the two reads go
-        // at once.
+        // lookup table sorted by id, as a subquery; then their rows, whole,
+        // from `trace_rows` sorted by (app, trace_id): one query, two
+        // columns. `GLOBAL` runs the lookup once, on the initiator, as a
+        // Distributed `trace_index` (sharded by id, not by trace) needs.
         let app = app_condition(scope);
-        let filter = format!(
-            "(app, trace_id) IN (SELECT app, trace_id FROM trace_index \
-             WHERE id IN ({{id:String}}, {{trace:String}}){app}){app}"
-        );
-        let mut params = Sql::new("");
-        params
-            .bind("id", Param::Str(id.to_string()))
+        let mut sql = Sql::new(format!(
+            "SELECT kind, row FROM trace_rows WHERE (app, trace_id) GLOBAL IN \
+             (SELECT app, trace_id FROM trace_index \
+              WHERE id IN ({{id:String}}, {{trace:String}}){app}){app}"
+        ));
+        sql.bind("id", Param::Str(id.to_string()))
             .bind(
                 "trace",
                 Param::Str(as_trace_id(id).unwrap_or_else(|| id.to_string())),
             )
             .bind_scope(scope);
-        let traces = self.read_traces(&filter, &params, STEP_COLUMNS).await?;
+        let (executions, steps) = decode_trace_rows(self.point_read::<TraceRow>(&sql).await?)?;
+        let traces = traces_of_rows(executions, steps)?;
         let candidates: Vec<Execution> = traces
             .executions()
             .filter(|e| scope.app().is_none_or(|a| a == e.app))

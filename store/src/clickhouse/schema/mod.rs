@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_funnel_attribution.sql",
         include_str!("../../../../migrations/clickhouse/0004_funnel_attribution.sql"),
     ),
+    (
+        5,
+        "0005_trace_rows.sql",
+        include_str!("../../../../migrations/clickhouse/0005_trace_rows.sql"),
+    ),
 ];
 
 /// What a rendering depends on: database, TTL and cluster.
