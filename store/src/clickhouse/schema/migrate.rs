@@ -75,6 +75,14 @@ pub(crate) async fn migrate(admin: &Client, opts: &SchemaOptions) -> Result<Vec<
         if done.contains(version) {
             continue;
         }
+        // Some migrations copy data (0005 fills trace_rows) and may take
+        // minutes on a large database: say so before, not only after.
+        tracing::info!(
+            version,
+            name,
+            database = opts.database(),
+            "applying clickhouse migration"
+        );
         for stmt in opts.render(template)? {
             run(admin, &stmt).await?;
         }
