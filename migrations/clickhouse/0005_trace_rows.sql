@@ -17,7 +17,8 @@
 --
 -- Cost: another copy of the data (on the bench data, about twice the size
 -- of `steps` compressed, as whole rows compress less well than columns),
--- and every insert into executions or steps also writes here.
+-- and every insert into executions or steps also writes here. The steps'
+-- projection by trace loses its large texts in exchange (at the end).
 CREATE TABLE IF NOT EXISTS ${db}.${local:trace_rows} ${on_cluster}
 (
     app            LowCardinality(String),
@@ -91,3 +92,25 @@ SELECT
 FROM ${db}.steps
 SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_denormals = 0,
     output_format_json_validate_utf8 = 1;
+
+-- With the detail reading trace_rows, no read by (app, trace_id) needs the
+-- steps' four large texts (input, output, reasoning, metadata): the list's
+-- step counts and the funnel's joined traces read the other columns. The
+-- projection of schema 3 held every column; this one holds the others, so
+-- a step's texts are stored twice (the table and trace_rows), not three
+-- times. Mutations run in order on each part: a part gets the new
+-- projection before it loses the old one, and no part is left without.
+ALTER TABLE ${db}.${local:steps} ${on_cluster}
+    ADD PROJECTION IF NOT EXISTS steps_by_trace_light (
+        SELECT app, execution_id, trace_id, span_id, parent_span_id, pipeline, name, step_type,
+            status, service, start_time, end_time, duration_ns, candidates_in, candidates_out,
+            rejections, candidates, model, provider, input_tokens, output_tokens, cost,
+            confidence, error, version, written, attribution, exec_id, exec_start, exec_first,
+            merged_rejections
+        ORDER BY app, trace_id, span_id);
+
+ALTER TABLE ${db}.${local:steps} ${on_cluster}
+    MATERIALIZE PROJECTION steps_by_trace_light;
+
+ALTER TABLE ${db}.${local:steps} ${on_cluster}
+    DROP PROJECTION IF EXISTS steps_by_trace;

@@ -85,6 +85,25 @@ async fn migrations_twice_and_concurrently() {
             "trace_rows_steps_mv"
         ]
     );
+    // Schema 5 replaced the steps' projection of schema 3 with one without
+    // the large texts.
+    let projections: Vec<(String, String)> = db
+        .backend
+        .client()
+        .query_raw(
+            "SELECT table, name FROM system.projections WHERE database = currentDatabase() \
+             ORDER BY table, name",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        projections,
+        [
+            ("executions".to_string(), "executions_by_trace".to_string()),
+            ("steps".to_string(), "steps_by_trace_light".to_string())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -155,7 +174,7 @@ async fn clustered_ddl_parses_on_the_engine() {
             statements += 1;
         }
     }
-    assert_eq!(statements, 29);
+    assert_eq!(statements, 32);
 }
 
 #[tokio::test]

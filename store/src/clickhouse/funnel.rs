@@ -47,7 +47,6 @@ use serde::Deserialize;
 use xray_model::{Execution, StepType, merge_rejections};
 
 use super::ClickhouseBackend;
-use super::rows::LIGHT_STEP_COLUMNS;
 use super::store::{Param, Sql, app_condition};
 use crate::aggregate::{self, StepTotals};
 use crate::joins::Traces;
@@ -543,7 +542,7 @@ impl ClickhouseBackend {
         )?;
         let shared: Vec<(String, String)> =
             shared.into_iter().map(|t| (t.app, t.trace_id)).collect();
-        let traces = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
+        let traces = self.traces(&shared).await?;
         let runs = split_runs(&traces, scope, pipeline, window)?;
         let split = (!shared.is_empty()).then_some(TraceSet::Listed("split", shared));
         let joined = Joined {

@@ -202,14 +202,12 @@ impl ClickhouseBackend {
     }
 
     /// Executions and steps of the given `(app, trace_id)` pairs, the two
-    /// reads sent at once. Both tables have a projection sorted by `(app,
-    /// trace_id)` (`steps_by_trace`, `executions_by_trace`), which ClickHouse
-    /// picks by itself here: one granule per part, no time bounds needed.
-    pub(super) async fn traces(
-        &self,
-        keys: &[(String, String)],
-        step_columns: &str,
-    ) -> Result<Traces, StoreError> {
+    /// reads sent at once, the steps without their large texts
+    /// ([`LIGHT_STEP_COLUMNS`]). Both tables have a projection sorted by
+    /// `(app, trace_id)` (`steps_by_trace_light`, which holds no large text,
+    /// and `executions_by_trace`), which ClickHouse picks by itself here: one
+    /// granule per part, no time bounds needed.
+    pub(super) async fn traces(&self, keys: &[(String, String)]) -> Result<Traces, StoreError> {
         if keys.is_empty() {
             return Ok(Traces::default());
         }
@@ -221,7 +219,6 @@ impl ClickhouseBackend {
         self.read_traces(
             "app IN {apps:Array(String)} AND trace_id IN {traces:Array(String)}",
             &params,
-            step_columns,
         )
         .await
     }
@@ -233,16 +230,11 @@ impl ClickhouseBackend {
     /// These are point reads of a granule or so: each runs on one thread, and
     /// the few rows are deduplicated here rather than sorted by the server
     /// (`LIMIT 1 BY`); both measured faster per detail (docs/benchmarks.md).
-    async fn read_traces(
-        &self,
-        filter: &str,
-        params: &Sql,
-        step_columns: &str,
-    ) -> Result<Traces, StoreError> {
+    async fn read_traces(&self, filter: &str, params: &Sql) -> Result<Traces, StoreError> {
         let mut ex = params.clone();
         ex.text = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {filter}");
         let mut st = params.clone();
-        st.text = format!("SELECT {step_columns} FROM steps WHERE {filter}");
+        st.text = format!("SELECT {LIGHT_STEP_COLUMNS} FROM steps WHERE {filter}");
         let (executions, steps) = tokio::try_join!(
             self.point_read::<ExecutionRow>(&ex),
             self.point_read::<StepRow>(&st)
@@ -315,7 +307,7 @@ impl ClickhouseBackend {
         }
         let is_shared = |k: &(String, String)| execs.get(k).copied().unwrap_or(0) > 1;
         let shared: Vec<(String, String)> = keys.iter().filter(|k| is_shared(k)).cloned().collect();
-        let whole = self.traces(&shared, LIGHT_STEP_COLUMNS).await?;
+        let whole = self.traces(&shared).await?;
         Ok(executions
             .iter()
             .map(|e| {
