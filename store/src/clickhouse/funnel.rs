@@ -48,6 +48,7 @@ use xray_model::{Execution, StepType, merge_rejections};
 
 use super::ClickhouseBackend;
 use super::store::{Param, Sql, app_condition};
+use super::versions::{IDENTITY_HASH, MAX_LISTED_HASHES, Versions};
 use crate::aggregate::{self, StepTotals};
 use crate::joins::Traces;
 use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
@@ -57,10 +58,10 @@ use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
 /// execution span).
 pub(super) const SLACK_NS: i64 = 5 * 60 * 1_000_000_000;
 
-/// Up to this many traces (or version hashes) travel as a query parameter;
-/// with more traces every trace of the window takes the joined path, with
-/// more hashes every row is deduplicated.
-const MAX_LISTED_TRACES: usize = 10_000;
+/// Up to this many traces (or version hashes, [`MAX_LISTED_HASHES`]) travel
+/// as a query parameter; with more traces every trace of the window takes
+/// the joined path, with more hashes every row is deduplicated.
+const MAX_LISTED_TRACES: usize = MAX_LISTED_HASHES;
 
 #[derive(clickhouse::Row, Deserialize)]
 struct WindowRow {
@@ -69,10 +70,6 @@ struct WindowRow {
     hi: i64,
     rewritten: Vec<u64>,
 }
-
-/// An execution's identity `(app, execution_id)` hashed, for finding the
-/// executions of a window written more than once.
-const IDENTITY_HASH: &str = "cityHash64(app, execution_id)";
 
 #[derive(clickhouse::Row, Deserialize)]
 struct TraceRow {
@@ -176,50 +173,6 @@ fn type_counts_sql() -> String {
         .map(|t| format!("countIf(ty = '{}')", t.as_str()))
         .collect();
     format!("[{}]", counts.join(", "))
-}
-
-/// How a read deduplicates versions: rows whose identity hash is not listed
-/// are the only row of their identity and are read as they are; only the
-/// listed ones go through `LIMIT 1 BY` (a sort). Exact whatever the hash:
-/// two rows of one identity always share it.
-#[derive(Clone)]
-enum Versions {
-    /// These identity hashes may have several rows.
-    Few(Vec<u64>),
-    /// Too many to list: every row is deduplicated.
-    Many,
-}
-
-impl Versions {
-    fn from_hashes(hashes: Vec<u64>) -> Self {
-        if hashes.len() > MAX_LISTED_TRACES {
-            Versions::Many
-        } else {
-            Versions::Few(hashes)
-        }
-    }
-
-    /// `read` (a `SELECT … WHERE …`) keeping the newest version of each
-    /// `identity` (columns), hashed by `hash`; `param` names the hashes.
-    fn newest(&self, read: &str, hash: &str, identity: &str, param: &str) -> String {
-        let dedupe = format!("ORDER BY version DESC, written DESC LIMIT 1 BY {identity}");
-        match self {
-            Versions::Few(h) if h.is_empty() => read.to_string(),
-            Versions::Few(_) => format!(
-                "{read} AND {hash} NOT IN {{{param}:Array(UInt64)}} \
-                 UNION ALL SELECT * FROM ({read} AND {hash} IN {{{param}:Array(UInt64)}} {dedupe})"
-            ),
-            Versions::Many => format!("{read} {dedupe}"),
-        }
-    }
-
-    fn bind(&self, sql: &mut Sql, param: &'static str) {
-        if let Versions::Few(h) = self
-            && !h.is_empty()
-        {
-            sql.bind(param, Param::U64s(h.clone()));
-        }
-    }
 }
 
 /// A step's identity `(app, trace_id, span_id)` hashed.

@@ -18,6 +18,7 @@ pub mod schema;
 mod sink;
 mod store;
 pub mod testing;
+mod versions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -20,6 +20,7 @@ use super::rows::{
     API_KEY_COLUMNS, ApiKeyRow, AppRow, EXECUTION_COLUMNS, ExecutionRow, LIGHT_STEP_COLUMNS,
     STEP_COLUMNS, StepRow, TraceRow, decode_trace_rows,
 };
+use super::versions::{IDENTITY_HASH, Versions, duplicates_sql};
 use super::{ClickhouseBackend, store_error};
 use crate::batch::newest_by;
 use crate::joins::{Traces, as_trace_id, pick_execution};
@@ -589,6 +590,26 @@ impl Store for ClickhouseBackend {
             inner.push_str(" AND app = {app:String}");
             sql.bind("app", Param::Str(app.to_string()));
         }
+        // The newest version of each execution: only the identities with
+        // several rows in the window (usually none) are sorted.
+        let mut dups = sql.clone();
+        dups.text = duplicates_sql(IDENTITY_HASH, "executions", &inner);
+        let hashes: Vec<u64> = dups
+            .query(&self.inner.client)
+            .fetch_all()
+            .await
+            .map_err(store_error)?;
+        let versions = Versions::from_hashes(hashes);
+        versions.bind(&mut sql, "exec_dups");
+        let latest = versions.newest(
+            &format!(
+                "SELECT app, execution_id, pipeline, status, start_time, duration_ns, version, \
+                 written FROM executions WHERE {inner}"
+            ),
+            IDENTITY_HASH,
+            "app, execution_id",
+            "exec_dups",
+        );
         // Nearest-rank percentiles, as `aggregate::percentile` computes them.
         let pct = |p: &str| {
             format!(
@@ -605,10 +626,7 @@ impl Store for ClickhouseBackend {
             pct("0.5"),
             pct("0.95"),
             pct("0.99"),
-            latest_executions(
-                "app, execution_id, pipeline, status, start_time, duration_ns, version, written",
-                &inner
-            )
+            latest
         );
         let rows: Vec<PipelineRow> = sql
             .query(&self.inner.client)

@@ -227,6 +227,23 @@ pub async fn newest_version_wins(t: TestBackend) {
         "[{}] older step overwrote newer",
         t.name
     );
+    let pipes = t
+        .backend
+        .pipelines(
+            &scope(),
+            TimeWindow {
+                from_ns: T0 - MS,
+                to_ns: T0 + MS,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (pipes[0].executions, pipes[0].p50_duration_ns),
+        (1, Some(30 * MS)),
+        "[{}] pipelines summary of the newest version",
+        t.name
+    );
     // Versions of one step count once; a step row carrying the
     // execution's own span id is not one of its steps.
     let mut own_span = step(&d.execution, "own", StepType::Logic, 0, MS);
