@@ -48,7 +48,7 @@ use xray_model::{Execution, StepType, merge_rejections};
 
 use super::ClickhouseBackend;
 use super::store::{Param, Sql, app_condition};
-use super::versions::{IDENTITY_HASH, MAX_LISTED_HASHES, Versions};
+use super::versions::{IDENTITY_HASH, MAX_LISTED_HASHES, Versions, duplicates_sql};
 use crate::aggregate::{self, StepTotals};
 use crate::joins::Traces;
 use crate::{PipelineStepStats, Scope, StoreError, TimeWindow};
@@ -326,11 +326,9 @@ impl ClickhouseBackend {
             "SELECT count() AS n, toUnixTimestamp64Nano(min(start_time)) AS lo, \
                     greatest(toUnixTimestamp64Nano(max(ifNull(end_time, start_time))), \
                              if(countIf(end_time IS NULL) > 0, toUnixTimestamp64Nano(now64(9)), 0)) AS hi, \
-                    (SELECT groupArray(h) FROM ( \
-                       SELECT {IDENTITY_HASH} AS h FROM executions WHERE {filter} \
-                       GROUP BY h HAVING count() > 1 LIMIT {cap})) AS rewritten \
+                    (SELECT groupArray(h) FROM ({dups})) AS rewritten \
              FROM executions WHERE {filter}",
-            cap = MAX_LISTED_TRACES + 1,
+            dups = duplicates_sql(IDENTITY_HASH, "executions", &filter),
         ));
         bind_window(&mut first, scope, pipeline, window);
         let w: WindowRow = first
@@ -470,12 +468,10 @@ impl ClickhouseBackend {
         bind(&mut shared);
         // The step identities of those traces with several rows in the
         // range: usually none, and then no step goes through a sort.
-        let mut dups = Sql::new(format!(
-            "SELECT {STEP_HASH} AS h FROM steps WHERE {} AND {} \
-             GROUP BY h HAVING count() > 1 LIMIT {}",
-            range_steps_filter(scope),
-            slow.contains(),
-            MAX_LISTED_TRACES + 1
+        let mut dups = Sql::new(duplicates_sql(
+            STEP_HASH,
+            "steps",
+            &format!("{} AND {}", range_steps_filter(scope), slow.contains()),
         ));
         bind(&mut dups);
         let (shared, dups) = tokio::try_join!(

@@ -230,7 +230,8 @@ impl ClickhouseBackend {
     ///
     /// These are point reads of a granule or so: each runs on one thread, and
     /// the few rows are deduplicated here rather than sorted by the server
-    /// (`LIMIT 1 BY`); both measured faster per detail (docs/benchmarks.md).
+    /// (`LIMIT 1 BY`); both measured faster on the detail when it read
+    /// these tables (schema 4, docs/benchmarks.md).
     async fn read_traces(&self, filter: &str, params: &Sql) -> Result<Traces, StoreError> {
         let mut ex = params.clone();
         ex.text = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {filter}");
