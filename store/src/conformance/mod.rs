@@ -66,6 +66,20 @@ async fn detail(t: &TestBackend, id: &str) -> crate::ExecutionDetail {
         .unwrap_or_else(|| panic!("[{}] execution {id} not found", t.name))
 }
 
+/// The pipelines summary of the millisecond either side of `T0`.
+async fn pipelines_around_t0(t: &TestBackend) -> Vec<crate::PipelineSummary> {
+    t.backend
+        .pipelines(
+            &scope(),
+            TimeWindow {
+                from_ns: T0 - MS,
+                to_ns: T0 + MS,
+            },
+        )
+        .await
+        .unwrap()
+}
+
 fn page(limit: u32) -> PageRequest {
     PageRequest { limit, after: None }
 }
@@ -165,17 +179,7 @@ pub async fn idempotent_reinsert(t: TestBackend) {
     assert_eq!(list.items.len(), 1, "[{}] duplicate executions", t.name);
     let d = detail(&t, "exec-dup").await;
     assert_eq!(d.steps.len(), 1, "[{}] duplicate steps", t.name);
-    let pipes = t
-        .backend
-        .pipelines(
-            &scope(),
-            TimeWindow {
-                from_ns: T0 - MS,
-                to_ns: T0 + MS,
-            },
-        )
-        .await
-        .unwrap();
+    let pipes = pipelines_around_t0(&t).await;
     assert_eq!(
         pipes[0].executions, 1,
         "[{}] duplicates counted in pipelines",
@@ -227,17 +231,7 @@ pub async fn newest_version_wins(t: TestBackend) {
         "[{}] older step overwrote newer",
         t.name
     );
-    let pipes = t
-        .backend
-        .pipelines(
-            &scope(),
-            TimeWindow {
-                from_ns: T0 - MS,
-                to_ns: T0 + MS,
-            },
-        )
-        .await
-        .unwrap();
+    let pipes = pipelines_around_t0(&t).await;
     assert_eq!(
         (pipes[0].executions, pipes[0].p50_duration_ns),
         (1, Some(30 * MS)),
