@@ -592,6 +592,7 @@ async fn detail_from_trace_rows_and_their_backfill() {
     db.backend.write(&batch).await.unwrap();
     reference.backend.write(&batch).await.unwrap();
     let scope = Scope::App("a".into());
+    let detail = |id: &'static str| db.backend.get_execution(&scope, id);
     let want = reference
         .backend
         .get_execution(&scope, "exec-detail")
@@ -600,18 +601,9 @@ async fn detail_from_trace_rows_and_their_backfill() {
         .expect("the reference has it");
     assert_eq!(want.steps.len(), 3, "{want:?}");
     assert_eq!(want.steps[1].reasoning.as_deref(), Some("second thoughts"));
-    let got = db
-        .backend
-        .get_execution(&scope, "exec-detail")
-        .await
-        .unwrap()
-        .expect("written");
+    let got = detail("exec-detail").await.unwrap().expect("written");
     assert_eq!(got, want);
-    let by_trace = db
-        .backend
-        .get_execution(&scope, "0af7651916cd43dd8448eb211c80319c")
-        .await
-        .unwrap();
+    let by_trace = detail("0af7651916cd43dd8448eb211c80319c").await.unwrap();
     assert_eq!(by_trace.as_ref(), Some(&want));
 
     // The same rows again through a session that quotes 64-bit integers in
@@ -636,11 +628,7 @@ async fn detail_from_trace_rows_and_their_backfill() {
         .await
         .unwrap();
     assert_eq!((unquoted, quoted), (2, 0), "token counts stay unquoted");
-    let again = db
-        .backend
-        .get_execution(&scope, "exec-detail")
-        .await
-        .unwrap();
+    let again = detail("exec-detail").await.unwrap();
     assert_eq!(again.as_ref(), Some(&want));
 
     // As if the rows predated schema 5: no trace_rows, migration 5 pending.
@@ -651,10 +639,7 @@ async fn detail_from_trace_rows_and_their_backfill() {
         .await
         .unwrap();
     assert_eq!(
-        db.backend
-            .get_execution(&scope, "exec-detail")
-            .await
-            .unwrap(),
+        detail("exec-detail").await.unwrap(),
         None,
         "the detail reads trace_rows only"
     );
@@ -665,10 +650,6 @@ async fn detail_from_trace_rows_and_their_backfill() {
         .await
         .unwrap();
     assert_eq!(db.backend.migrate().await.unwrap(), [5]);
-    let backfilled = db
-        .backend
-        .get_execution(&scope, "exec-detail")
-        .await
-        .unwrap();
+    let backfilled = detail("exec-detail").await.unwrap();
     assert_eq!(backfilled.as_ref(), Some(&want));
 }

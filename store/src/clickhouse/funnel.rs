@@ -71,8 +71,9 @@ struct WindowRow {
     rewritten: Vec<u64>,
 }
 
+/// An `(app, trace_id)` row (not `rows::TraceRow`, the whole rows of `trace_rows`).
 #[derive(clickhouse::Row, Deserialize)]
-struct TraceRow {
+struct TraceKey {
     app: String,
     trace_id: String,
 }
@@ -350,7 +351,7 @@ impl ClickhouseBackend {
         unattributed
             .bind("lo", Param::I64(lo))
             .bind("hi", Param::I64(hi));
-        let unattributed: Vec<TraceRow> = unattributed
+        let unattributed: Vec<TraceKey> = unattributed
             .query(client)
             .fetch_all()
             .await
@@ -372,7 +373,7 @@ impl ClickhouseBackend {
             slow.extend(
                 traces
                     .query(client)
-                    .fetch_all::<TraceRow>()
+                    .fetch_all::<TraceKey>()
                     .await
                     .map_err(super::store_error)?
                     .into_iter()
@@ -478,7 +479,7 @@ impl ClickhouseBackend {
             async {
                 shared
                     .query(client)
-                    .fetch_all::<TraceRow>()
+                    .fetch_all::<TraceKey>()
                     .await
                     .map_err(super::store_error)
             },

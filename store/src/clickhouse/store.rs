@@ -20,7 +20,7 @@ use super::rows::{
     API_KEY_COLUMNS, ApiKeyRow, AppRow, EXECUTION_COLUMNS, ExecutionRow, LIGHT_STEP_COLUMNS,
     STEP_COLUMNS, StepRow, TraceRow, decode_trace_rows,
 };
-use super::versions::{IDENTITY_HASH, Versions, duplicates_sql};
+use super::versions::{IDENTITY_HASH, Versions, duplicates_sql, keep_newest};
 use super::{ClickhouseBackend, store_error};
 use crate::batch::newest_by;
 use crate::joins::{Traces, as_trace_id, pick_execution};
@@ -112,8 +112,8 @@ pub(super) fn app_condition(scope: &Scope) -> &'static str {
 
 fn latest_executions(columns: &str, filter: &str) -> String {
     format!(
-        "SELECT {columns} FROM executions WHERE {filter} \
-         ORDER BY version DESC, written DESC LIMIT 1 BY app, execution_id"
+        "SELECT {columns} FROM executions WHERE {filter} {}",
+        keep_newest("app, execution_id")
     )
 }
 
@@ -668,10 +668,10 @@ impl Store for ClickhouseBackend {
         ));
         sql.bind("span", Param::Str(span_id.to_ascii_lowercase()))
             .scope(scope)
-            .push(
-                " ORDER BY version DESC, written DESC LIMIT 1 BY app, trace_id, span_id) \
-                 ORDER BY start_time, app, trace_id LIMIT {limit:UInt32}",
-            )
+            .push(&format!(
+                " {}) ORDER BY start_time, app, trace_id LIMIT {{limit:UInt32}}",
+                keep_newest("app, trace_id, span_id")
+            ))
             .bind("limit", Param::U32(limit.max(1)));
         self.fetch_steps(&sql).await
     }

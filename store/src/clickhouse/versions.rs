@@ -16,6 +16,13 @@ pub(super) const IDENTITY_HASH: &str = "cityHash64(app, execution_id)";
 /// deduplicated.
 pub(super) const MAX_LISTED_HASHES: usize = 10_000;
 
+/// The clause keeping the newest row of each `identity` (columns) of
+/// `executions` or `steps`: highest version, then latest write. The one
+/// statement of the rule every ClickHouse read applies.
+pub(super) fn keep_newest(identity: &str) -> String {
+    format!("ORDER BY version DESC, written DESC LIMIT 1 BY {identity}")
+}
+
 /// The hashes (`hash`, an expression) of the identities with several rows
 /// among `FROM {table} WHERE {filter}`, at most one more than
 /// [`MAX_LISTED_HASHES`] (so [`Versions::from_hashes`] sees when there are
@@ -51,7 +58,7 @@ impl Versions {
     /// `read` (a `SELECT … WHERE …`) keeping the newest version of each
     /// `identity` (columns), hashed by `hash`; `param` names the hashes.
     pub(super) fn newest(&self, read: &str, hash: &str, identity: &str, param: &str) -> String {
-        let dedupe = format!("ORDER BY version DESC, written DESC LIMIT 1 BY {identity}");
+        let dedupe = keep_newest(identity);
         match self {
             Versions::Few(h) if h.is_empty() => read.to_string(),
             Versions::Few(_) => format!(
